@@ -1,0 +1,45 @@
+# gradtx: `make demo` races every optimizer; `make test` runs the whole suite.
+# Both create .venv on first use and install gradtx with its pinned dependencies.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS := flax,bench,dev
+STAMP := $(VENV)/.gradtx-installed
+PYTEST_WORKERS ?= 2
+
+.PHONY: install demo test test-main test-sharding bench lint readme lock clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/lock.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/lock.txt -e '.[$(EXTRAS)]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m benchmarks.race $(ARGS)
+
+test: test-main test-sharding
+
+test-main: $(STAMP)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not sharding" tests
+
+# Sharding tests need 8 simulated devices, set before jax is imported: their own process.
+test-sharding: $(STAMP)
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(BIN)/python -m pytest -m sharding tests
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.step_overhead $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check gradtx tests benchmarks
+
+readme: $(STAMP)
+	$(BIN)/python -m benchmarks.readme_table --write
+
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i '^\(pip\|setuptools\|wheel\)==' > requirements/lock.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache

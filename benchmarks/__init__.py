@@ -1,0 +1,1 @@
+"""Benchmarks and the demo race; run with `make bench` and `make demo`."""

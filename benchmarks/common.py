@@ -1,0 +1,135 @@
+"""Shared benchmark machinery: test trees, jitted steps with donated buffers, interleaved timing.
+
+Every benchmark reports ratios measured side by side in one run: the candidates are timed in
+interleaved rounds (A, B, A, B, ...) so that drift in machine load hits all of them alike, and
+the per-candidate medians are compared.
+"""
+
+import dataclasses
+import os
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results")
+
+
+def transformer_like_tree(total_params: int = 15_000_000, layers: int = 12, seed: int = 0) -> dict:
+  """A float32 tree shaped like a small transformer: ~12 leaves per layer plus embeddings.
+
+  With the defaults: 12 layers x 12 leaves + embedding, final norm, head = 147 leaves, ~15 M params.
+  """
+  rng = np.random.default_rng(seed)
+  vocab = 1000
+  # 12 d^2 per layer (q, k, v, o, two 4x MLP matrices) plus embedding and head: solve for d.
+  d = int((-2 * vocab + np.sqrt(4 * vocab**2 + 48 * layers * total_params)) / (24 * layers))
+  d -= d % 8
+  tree: dict[str, Any] = {"embed": rng.standard_normal((vocab, d), np.float32) * 0.02}
+  for i in range(layers):
+    tree[f"layer_{i:02d}"] = {
+        "ln1_scale": np.ones(d, np.float32),
+        "ln1_bias": np.zeros(d, np.float32),
+        "q": rng.standard_normal((d, d), np.float32) * 0.02,
+        "k": rng.standard_normal((d, d), np.float32) * 0.02,
+        "v": rng.standard_normal((d, d), np.float32) * 0.02,
+        "o": rng.standard_normal((d, d), np.float32) * 0.02,
+        "ln2_scale": np.ones(d, np.float32),
+        "ln2_bias": np.zeros(d, np.float32),
+        "mlp_in": rng.standard_normal((d, 4 * d), np.float32) * 0.02,
+        "mlp_in_bias": np.zeros(4 * d, np.float32),
+        "mlp_out": rng.standard_normal((4 * d, d), np.float32) * 0.02,
+        "mlp_out_bias": np.zeros(d, np.float32),
+    }
+  tree["final_ln"] = np.ones(d, np.float32)
+  tree["head"] = rng.standard_normal((d, vocab), np.float32) * 0.02
+  return jax.tree.map(jnp.asarray, tree)
+
+
+def many_small_leaves(n: int = 500, size: int = 64, seed: int = 0) -> dict:
+  """``n`` small float32 leaves: per-leaf overhead dominates."""
+  rng = np.random.default_rng(seed)
+  return {f"p{i:03d}": jnp.asarray(rng.standard_normal(size, np.float32)) for i in range(n)}
+
+
+def tree_size(tree: Any) -> int:
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+def make_step(tx: optax.GradientTransformation) -> Callable[..., Any]:
+  """``step(params, state, grads) -> (params, state)``, jitted, donating params and state."""
+
+  def step(params, state, grads):
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  return jax.jit(step, donate_argnums=(0, 1))
+
+
+@dataclasses.dataclass
+class Timing:
+  name: str
+  seconds: list[float]
+
+  @property
+  def median(self) -> float:
+    return statistics.median(self.seconds)
+
+
+def time_interleaved(
+    candidates: Mapping[str, optax.GradientTransformation],
+    params: Any,
+    grads: Any,
+    *,
+    rounds: int = 15,
+    steps_per_round: int = 5,
+) -> dict[str, Timing]:
+  """Median seconds per step of each candidate, timed in interleaved rounds."""
+  runs = {}
+  for name, tx in candidates.items():
+    step = make_step(tx)
+    p = jax.tree.map(jnp.copy, params)
+    s = tx.init(p)
+    p, s = step(p, s, grads)  # compile and warm up
+    jax.block_until_ready((p, s))
+    runs[name] = [step, p, s]
+  timings = {name: Timing(name, []) for name in candidates}
+  for _ in range(rounds):
+    for name, run in runs.items():
+      step, p, s = run
+      start = time.perf_counter()
+      for _ in range(steps_per_round):
+        p, s = step(p, s, grads)
+      jax.block_until_ready((p, s))
+      timings[name].seconds.append((time.perf_counter() - start) / steps_per_round)
+      run[1], run[2] = p, s
+  return timings
+
+
+def ratio_table(title: str, rows: list[tuple[str, str, float, float]], baseline_label: str) -> str:
+  """A Markdown table: (case, candidate, median ms, ratio to the baseline)."""
+  lines = [
+      f"### {title}",
+      "",
+      f"| case | candidate | median ms/step | ratio vs {baseline_label} |",
+      "|---|---|---:|---:|",
+  ]
+  for case, name, ms, ratio in rows:
+    lines.append(f"| {case} | {name} | {ms:.3f} | {ratio:.2f} |")
+  device = jax.devices()[0]
+  lines += ["", f"Measured on {device.platform} ({device.device_kind}), jax {jax.__version__}, "
+            f"optax {optax.__version__}; ratios < 1 mean faster than the baseline."]
+  return "\n".join(lines) + "\n"
+
+
+def write_result(name: str, text: str) -> str:
+  os.makedirs(RESULTS_DIR, exist_ok=True)
+  path = os.path.join(RESULTS_DIR, name)
+  with open(path, "w") as f:
+    f.write(text)
+  return path

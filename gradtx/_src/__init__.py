@@ -1,0 +1,1 @@
+"""Implementation; import from gradtx and its family modules instead."""

@@ -1,0 +1,1 @@
+"""Core: types, tree helpers, validation, errors, keys, extra inputs and the registry."""

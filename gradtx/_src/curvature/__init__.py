@@ -1,0 +1,1 @@
+"""Curvature: Hessian-vector products, Hessian estimators and second-order preconditioners."""

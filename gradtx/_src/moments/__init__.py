@@ -1,0 +1,1 @@
+"""Moment estimation and adaptive step sizes."""

@@ -1,0 +1,1 @@
+"""Full optimizers: short chains of gradtx transformations, one module per family."""
