@@ -15,6 +15,9 @@ def as_key(key: Any, name: str = "key") -> jax.Array:
   """
   if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
     return jax.random.PRNGKey(int(key))
+  if isinstance(key, (jax.Array, np.ndarray)) and key.shape == () and jnp.issubdtype(key.dtype, jnp.integer):
+    # optax.inject_hyperparams turns an int seed into a scalar array.
+    return jax.random.PRNGKey(key)
   if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
     return jax.random.key_data(key)
   if isinstance(key, (jax.Array, np.ndarray)) and key.shape == (2,) and key.dtype == np.uint32:
