@@ -3,6 +3,8 @@
 from gradtx import moments as moments
 from gradtx._src.core.extra_inputs import EXTRA_INPUTS as EXTRA_INPUTS
 from gradtx._src.core.extra_inputs import build_extra_args as build_extra_args
+from gradtx._src.core.fuse import FuseLeavesState as FuseLeavesState
+from gradtx._src.core.fuse import fuse_leaves as fuse_leaves
 from gradtx._src.core.registry import OptimizerSpec as OptimizerSpec
 from gradtx._src.core.registry import Paper as Paper
 from gradtx._src.core.registry import get_spec as get_spec

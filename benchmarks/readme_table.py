@@ -1,0 +1,92 @@
+"""Generate the README's generated sections: the optimizer table (from the registry) and the
+benchmark results (from benchmarks/results/*.md).
+
+  python -m benchmarks.readme_table --write   # rewrite README.md in place
+  python -m benchmarks.readme_table --check   # exit 1 if the optimizer table is stale
+
+The optimizer table is checked by the test suite; results sections change with the machine and
+are refreshed by `make readme` after `make demo` / `make bench`.
+"""
+
+import argparse
+import os
+import re
+import sys
+
+import gradtx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(ROOT, "README.md")
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+
+# README section name -> results file that fills it (None: generated from the registry).
+SECTIONS = {
+    "optimizers": None,
+    "race": "race.md",
+    "step_overhead": "step_overhead.md",
+}
+
+
+def optimizer_table() -> str:
+  lines = [
+      "| optimizer | family | paper | extra `update` inputs | key |",
+      "|---|---|---|---|:-:|",
+  ]
+  order = gradtx._src.core.registry.FAMILIES
+  for spec in sorted(gradtx.registry().values(), key=lambda s: (order.index(s.family), s.name)):
+    paper = spec.paper.title
+    if spec.paper.arxiv:
+      paper += f" ([arXiv:{spec.paper.arxiv}](https://arxiv.org/abs/{spec.paper.arxiv}))"
+    extra = ", ".join(f"`{n}`" for n in spec.extra_inputs) or "-"
+    lines.append(f"| `{spec.name}` | {spec.family} | {paper} | {extra} | {'yes' if spec.needs_key else '-'} |")
+  return "\n".join(lines) + "\n"
+
+
+def section_content(name: str) -> str | None:
+  source = SECTIONS[name]
+  if source is None:
+    return optimizer_table()
+  path = os.path.join(RESULTS, source)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return f.read()
+
+
+def _pattern(name: str) -> re.Pattern:
+  return re.compile(rf"(<!-- BEGIN {name} -->\n)(.*?)(<!-- END {name} -->)", re.S)
+
+
+def current(readme: str, name: str) -> str | None:
+  match = _pattern(name).search(readme)
+  return match.group(2) if match else None
+
+
+def render(readme: str) -> str:
+  for name in SECTIONS:
+    content = section_content(name)
+    if content is not None:
+      readme = _pattern(name).sub(lambda m, c=content: m.group(1) + c + m.group(3), readme)
+  return readme
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  group = parser.add_mutually_exclusive_group(required=True)
+  group.add_argument("--write", action="store_true")
+  group.add_argument("--check", action="store_true")
+  args = parser.parse_args(argv)
+  with open(README) as f:
+    readme = f.read()
+  if args.check:
+    if current(readme, "optimizers") != optimizer_table():
+      print("README.md optimizer table is stale: run `make readme`.", file=sys.stderr)
+      return 1
+    return 0
+  with open(README, "w") as f:
+    f.write(render(readme))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
