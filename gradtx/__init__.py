@@ -1,6 +1,7 @@
 """gradtx: composable, pure-function gradient transformations for JAX and optax."""
 
 from gradtx import moments as moments
+from gradtx import sharding as sharding
 from gradtx._src.core.extra_inputs import EXTRA_INPUTS as EXTRA_INPUTS
 from gradtx._src.core.extra_inputs import build_extra_args as build_extra_args
 from gradtx._src.core.fuse import FuseLeavesState as FuseLeavesState
