@@ -17,6 +17,7 @@ import gradtx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
+SCALE_DOC = os.path.join(ROOT, "docs", "scale.md")
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
 # README section name -> results file that fills it (None: generated from the registry).
@@ -39,6 +40,24 @@ def optimizer_table() -> str:
       paper += f" ([arXiv:{spec.paper.arxiv}](https://arxiv.org/abs/{spec.paper.arxiv}))"
     extra = ", ".join(f"`{n}`" for n in spec.extra_inputs) or "-"
     lines.append(f"| `{spec.name}` | {spec.family} | {paper} | {extra} | {'yes' if spec.needs_key else '-'} |")
+  return "\n".join(lines) + "\n"
+
+
+def state_memory_table() -> str:
+  """Optimizer-state bytes per parameter of every registry entry, from abstract evaluation only."""
+  import jax
+  import numpy as np
+
+  from benchmarks.common import transformer_like_tree, tree_size
+
+  params = jax.eval_shape(transformer_like_tree)
+  n = tree_size(params)
+  lines = ["| optimizer | family | state bytes / parameter |", "|---|---|---:|"]
+  order = gradtx._src.core.registry.FAMILIES
+  for spec in sorted(gradtx.registry().values(), key=lambda s: (order.index(s.family), s.name)):
+    state = jax.eval_shape(spec.build().init, params)
+    total = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(state))
+    lines.append(f"| `{spec.name}` | {spec.family} | {total / n:.2f} |")
   return "\n".join(lines) + "\n"
 
 
@@ -85,6 +104,10 @@ def main(argv=None) -> int:
     return 0
   with open(README, "w") as f:
     f.write(render(readme))
+  with open(SCALE_DOC) as f:
+    doc = f.read()
+  with open(SCALE_DOC, "w") as f:
+    f.write(_pattern("state_memory").sub(lambda m: m.group(1) + state_memory_table() + m.group(3), doc))
   return 0
 
 

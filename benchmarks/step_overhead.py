@@ -10,6 +10,7 @@ Usage: python -m benchmarks.step_overhead [--rounds 15] [--params 15000000]
 """
 
 import argparse
+import os
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +24,6 @@ from benchmarks.common import (
     time_interleaved,
     transformer_like_tree,
     tree_size,
-    write_result,
 )
 
 
@@ -63,12 +63,15 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--rounds", type=int, default=15)
   parser.add_argument("--params", type=int, default=15_000_000)
+  parser.add_argument("--quick", action="store_true", help="small trees, two rounds (a smoke run)")
+  parser.add_argument("--out", default=RESULTS_DIR)
   args = parser.parse_args(argv)
 
-  trees = {
-      "transformer-like": transformer_like_tree(args.params),
-      "500 small leaves": many_small_leaves(500),
-  }
+  if args.quick:
+    trees = {"transformer-like": transformer_like_tree(200_000, layers=2), "50 small leaves": many_small_leaves(50)}
+    args.rounds = 2
+  else:
+    trees = {"transformer-like": transformer_like_tree(args.params), "500 small leaves": many_small_leaves(500)}
   rows = []
   for case, tree in trees.items():
     grads = jax.tree.map(lambda x: 1e-3 * jnp.ones_like(x), tree)
@@ -79,8 +82,10 @@ def main(argv=None):
       rows.append((label, name, t.median * 1e3, t.median / base))
       print(f"{label:45s} {name:34s} {t.median * 1e3:9.3f} ms  ratio {t.median / base:5.2f}")
   text = ratio_table("Adam step overhead (jitted update + apply, donated buffers)", rows, "optax.adam")
-  write_result("step_overhead.md", text)
-  plot(rows, f"{RESULTS_DIR}/step_overhead.png")
+  os.makedirs(args.out, exist_ok=True)
+  with open(os.path.join(args.out, "step_overhead.md"), "w") as f:
+    f.write(text)
+  plot(rows, os.path.join(args.out, "step_overhead.png"))
   print(text)
 
 

@@ -1,0 +1,29 @@
+"""Smoke runs of the benchmarks in quick mode: they run end to end and write their files.
+
+Timings are never asserted; only that each benchmark completes and reports every candidate.
+"""
+
+import os
+
+from benchmarks import race, step_cost, step_overhead
+
+
+def test_step_overhead_quick(tmp_path):
+  step_overhead.main(["--quick", "--out", str(tmp_path)])
+  text = (tmp_path / "step_overhead.md").read_text()
+  for name in ("optax.adam", "gradtx.adam", "gradtx.fuse_leaves(gradtx.adam)"):
+    assert name in text
+  assert os.path.getsize(tmp_path / "step_overhead.png") > 0
+
+
+def test_step_cost_quick(tmp_path):
+  step_cost.main(["--quick", "--optimizers", "adam,sgd", "--out", str(tmp_path), "--no-progress"])
+  text = (tmp_path / "step_cost.md").read_text()
+  assert text.count("| adam |") == 2 and "failed" not in text
+
+
+def test_race_quick(tmp_path):
+  race.main(["--optimizers", "adam,sgd", "--steps", "20", "--out", str(tmp_path), "--no-progress"])
+  text = (tmp_path / "race.md").read_text()
+  assert "| adam | moments |" in text and "| sgd | moments |" in text
+  assert os.path.getsize(tmp_path / "race.png") > 0
