@@ -74,7 +74,8 @@ def train(spec: gradtx.OptimizerSpec, data, *, steps: int, batch_size: int, hidd
   def body(carry, batch_idx):
     p, s = carry
     batch = (x_tr[batch_idx], y_tr[batch_idx])
-    grads = jax.grad(loss_fn)(p, batch)
+    at = p if spec.gradient_point is None else spec.gradient_point(p, s)
+    grads = jax.grad(loss_fn)(at, batch)
     extra = gradtx.build_extra_args(spec.extra_inputs, loss_fn, p, batch)
     updates, s = tx.update(grads, s, p, **extra)
     p = optax.apply_updates(p, updates)
@@ -126,6 +127,13 @@ def race(names, *, steps: int, seeds, batch_size: int, hidden: int, progress: bo
   return results
 
 
+def _short(value: Any) -> str:
+  """A hyperparameter as the table shows it: numbers and strings as they are, objects by kind."""
+  if isinstance(value, (bool, int, float, str)) or value is None:
+    return repr(value) if isinstance(value, str) else str(value)
+  return f"<{type(value).__name__}>"
+
+
 def table(results, *, steps: int, seeds) -> str:
   ok = [r for r in results if not r["failed"]]
   ok.sort(key=lambda r: (not np.isfinite(r["final_loss"]), r["final_loss"]))
@@ -137,7 +145,7 @@ def table(results, *, steps: int, seeds) -> str:
       "|---|---|---|---:|---:|---:|---:|",
   ]
   for r in ok:
-    hp = ", ".join(f"{k}={v}" for k, v in r["kwargs"].items())
+    hp = ", ".join(f"{k}={_short(v)}" for k, v in r["kwargs"].items())
     lines.append(
         f"| {r['name']} | {r['family']} | {hp} | {r['final_loss']:.4f} | {r['accuracy']:.3f} | "
         f"{r['steps_per_s']:.0f} | {r['wall_s']:.1f} |"

@@ -1,5 +1,10 @@
-"""gradtx: composable, pure-function gradient transformations for JAX and optax."""
+"""gradtx: composable, pure-function gradient transformations for JAX and optax.
 
+Families live in their own modules (``gradtx.moments``, ``gradtx.curvature``, ...); everything public
+is also re-exported here. ``gradtx.flax`` (Flax integration) is imported explicitly.
+"""
+
+from gradtx import geometry as geometry
 from gradtx import moments as moments
 from gradtx import sharding as sharding
 from gradtx._src.core.extra_inputs import EXTRA_INPUTS as EXTRA_INPUTS
@@ -11,28 +16,94 @@ from gradtx._src.core.registry import Paper as Paper
 from gradtx._src.core.registry import get_spec as get_spec
 from gradtx._src.core.registry import list_optimizers as list_optimizers
 from gradtx._src.core.registry import registry as registry
+from gradtx._src.ecosystem.partition import partition as partition
+from gradtx.geometry import EmaMomentumState as EmaMomentumState
+from gradtx.geometry import ScaleByAuonState as ScaleByAuonState
+from gradtx.geometry import ScaleByDualizedNormState as ScaleByDualizedNormState
+from gradtx.geometry import ScaleByLionState as ScaleByLionState
+from gradtx.geometry import ScaleByOrthogonalizedMomentumState as ScaleByOrthogonalizedMomentumState
+from gradtx.geometry import ScaleBySignState as ScaleBySignState
+from gradtx.geometry import auon as auon
+from gradtx.geometry import default_muon_partition as default_muon_partition
+from gradtx.geometry import default_norm as default_norm
+from gradtx.geometry import dualize as dualize
+from gradtx.geometry import ema_momentum as ema_momentum
+from gradtx.geometry import lion as lion
+from gradtx.geometry import muon as muon
+from gradtx.geometry import normalized_sgd as normalized_sgd
+from gradtx.geometry import orthogonalize_newton_schulz as orthogonalize_newton_schulz
+from gradtx.geometry import orthogonalize_polar as orthogonalize_polar
+from gradtx.geometry import scale_by_auon as scale_by_auon
+from gradtx.geometry import scale_by_dualized_norm as scale_by_dualized_norm
+from gradtx.geometry import scale_by_lion as scale_by_lion
+from gradtx.geometry import scale_by_orthogonalized_momentum as scale_by_orthogonalized_momentum
+from gradtx.geometry import scale_by_sign as scale_by_sign
+from gradtx.geometry import sign_sgd as sign_sgd
+from gradtx.geometry import signum as signum
+from gradtx.geometry import steepest_descent as steepest_descent
 from gradtx.moments import AddDecayedWeightsState as AddDecayedWeightsState
 from gradtx.moments import ScaleByAdagradNormState as ScaleByAdagradNormState
 from gradtx.moments import ScaleByAdagradState as ScaleByAdagradState
+from gradtx.moments import ScaleByAdamomentumState as ScaleByAdamomentumState
+from gradtx.moments import ScaleByAdampState as ScaleByAdampState
 from gradtx.moments import ScaleByAdamState as ScaleByAdamState
+from gradtx.moments import ScaleByAdemamixState as ScaleByAdemamixState
 from gradtx.moments import ScaleByAmsgradState as ScaleByAmsgradState
+from gradtx.moments import ScaleByAnoState as ScaleByAnoState
+from gradtx.moments import ScaleByDogState as ScaleByDogState
+from gradtx.moments import ScaleByExadamState as ScaleByExadamState
+from gradtx.moments import ScaleByFadamState as ScaleByFadamState
 from gradtx.moments import ScaleByLearningRateState as ScaleByLearningRateState
+from gradtx.moments import ScaleByMarsState as ScaleByMarsState
+from gradtx.moments import ScaleByOptimisticAmsgradState as ScaleByOptimisticAmsgradState
 from gradtx.moments import ScaleByRmsState as ScaleByRmsState
+from gradtx.moments import ScaleBySaniaState as ScaleBySaniaState
+from gradtx.moments import ScaleBySubsetNormState as ScaleBySubsetNormState
+from gradtx.moments import SubspaceMomentumState as SubspaceMomentumState
 from gradtx.moments import TraceState as TraceState
+from gradtx.moments import WeightPredictionState as WeightPredictionState
 from gradtx.moments import adagrad as adagrad
 from gradtx.moments import adagrad_norm as adagrad_norm
 from gradtx.moments import adam as adam
+from gradtx.moments import adamomentum as adamomentum
+from gradtx.moments import adamp as adamp
 from gradtx.moments import adamw as adamw
 from gradtx.moments import add_decayed_weights as add_decayed_weights
+from gradtx.moments import ademamix as ademamix
+from gradtx.moments import ademamix_alpha_schedule as ademamix_alpha_schedule
+from gradtx.moments import ademamix_b3_schedule as ademamix_b3_schedule
 from gradtx.moments import amsgrad as amsgrad
+from gradtx.moments import ano as ano
+from gradtx.moments import dog as dog
+from gradtx.moments import exadam as exadam
+from gradtx.moments import fadam as fadam
+from gradtx.moments import mars as mars
+from gradtx.moments import optimistic_amsgrad as optimistic_amsgrad
+from gradtx.moments import predict_params as predict_params
 from gradtx.moments import rmsprop as rmsprop
+from gradtx.moments import sania as sania
 from gradtx.moments import scale_by_adagrad as scale_by_adagrad
 from gradtx.moments import scale_by_adagrad_norm as scale_by_adagrad_norm
 from gradtx.moments import scale_by_adam as scale_by_adam
+from gradtx.moments import scale_by_adamomentum as scale_by_adamomentum
+from gradtx.moments import scale_by_adamp as scale_by_adamp
+from gradtx.moments import scale_by_ademamix as scale_by_ademamix
 from gradtx.moments import scale_by_amsgrad as scale_by_amsgrad
+from gradtx.moments import scale_by_ano as scale_by_ano
+from gradtx.moments import scale_by_dog as scale_by_dog
+from gradtx.moments import scale_by_exadam as scale_by_exadam
+from gradtx.moments import scale_by_fadam as scale_by_fadam
 from gradtx.moments import scale_by_learning_rate as scale_by_learning_rate
+from gradtx.moments import scale_by_mars as scale_by_mars
+from gradtx.moments import scale_by_optimistic_amsgrad as scale_by_optimistic_amsgrad
 from gradtx.moments import scale_by_rms as scale_by_rms
+from gradtx.moments import scale_by_sania as scale_by_sania
+from gradtx.moments import scale_by_subset_norm as scale_by_subset_norm
 from gradtx.moments import sgd as sgd
+from gradtx.moments import subset_norm as subset_norm
+from gradtx.moments import subspace_momentum as subspace_momentum
 from gradtx.moments import trace as trace
+from gradtx.moments import weight_prediction as weight_prediction
+from gradtx.moments import xgrad as xgrad
 
 __version__ = "0.1.0"

@@ -79,9 +79,11 @@ def test_no_recompilation_across_steps(name):
   one = jax.jit(one)
   params = QUADRATIC.init(jnp.float32)
   state = tx.init(params)
-  for _ in range(4):
-    params, state, _ = one(params, state)
-  chex.clear_trace_counter()
+  try:
+    for _ in range(4):
+      params, state, _ = one(params, state)
+  finally:  # a failure must not leave its trace count to the next test
+    chex.clear_trace_counter()
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -93,16 +95,18 @@ def test_inject_hyperparams(name):
   params = QUADRATIC.init(jnp.float32)
   state = injected.init(params)
   p_plain, _, u_plain = steps(spec, spec.build(), QUADRATIC, 3)
-  for _ in range(3):
-    params, state, updates = one(params, state)
-  chex.assert_trees_all_close(updates, u_plain, rtol=1e-4, atol=1e-6)
-  chex.assert_trees_all_close(params, p_plain, rtol=1e-4, atol=1e-6)
-  if "learning_rate" in state.hyperparams:
-    hyper = dict(state.hyperparams)
-    hyper["learning_rate"] = hyper["learning_rate"] * 0.5
-    state = state._replace(hyperparams=hyper)
-    params, state, _ = one(params, state)  # a new value, same compiled step
-  chex.clear_trace_counter()
+  try:
+    for _ in range(3):
+      params, state, updates = one(params, state)
+    chex.assert_trees_all_close(updates, u_plain, rtol=1e-4, atol=1e-6)
+    chex.assert_trees_all_close(params, p_plain, rtol=1e-4, atol=1e-6)
+    if "learning_rate" in state.hyperparams:
+      hyper = dict(state.hyperparams)
+      hyper["learning_rate"] = hyper["learning_rate"] * 0.5
+      state = state._replace(hyperparams=hyper)
+      params, state, _ = one(params, state)  # a new value, same compiled step
+  finally:  # a failure must not leave its trace count to the next test
+    chex.clear_trace_counter()
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -182,7 +186,8 @@ def test_chains_with_optax_and_ignores_unknown_extra_inputs(name):
   extra = harness.extra_args(spec, QUADRATIC, params)
   updates, _ = tx.update(grads, state, params, **extra, some_unknown_input=123)
   _, _, reference = steps(spec, spec.build(), QUADRATIC, 1)
-  chex.assert_trees_all_close(updates, reference, rtol=1e-6)
+  # Eager vs jitted float32: entries near zero differ by rounding (e.g. Newton-Schulz amplifies it).
+  chex.assert_trees_all_close(updates, reference, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", NAMES)

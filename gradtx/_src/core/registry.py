@@ -48,6 +48,8 @@ class OptimizerSpec:
     static_args: arguments ``optax.inject_hyperparams`` must treat as static (ints that choose
       shapes, strings, callables that are not schedules).
     summary: the first line of the factory's docstring.
+    gradient_point: ``gradient_point(params, opt_state) -> params`` where a training loop should
+      evaluate the next gradient (XGrad's weight prediction); None means at ``params``.
   """
 
   name: str
@@ -60,6 +62,7 @@ class OptimizerSpec:
   race_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   static_args: tuple[str, ...] = ()
   summary: str = ""
+  gradient_point: Callable[[Any, Any], Any] | None = None
 
   def build(self, **overrides: Any) -> Any:
     """The transformation with the contract-test kwargs, updated by ``overrides``."""
@@ -79,6 +82,7 @@ def register(
     test_kwargs: Mapping[str, Any],
     race_kwargs: Mapping[str, Any] | None = None,
     static_args: tuple[str, ...] = (),
+    gradient_point: Callable[[Any, Any], Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
   """Decorator that adds an optimizer factory to the registry under its function name."""
   if family not in FAMILIES:
@@ -106,6 +110,7 @@ def register(
         race_kwargs=dict(test_kwargs if race_kwargs is None else race_kwargs),
         static_args=tuple(static_args),
         summary=doc.splitlines()[0] if doc else "",
+        gradient_point=gradient_point,
     )
     return factory
 
