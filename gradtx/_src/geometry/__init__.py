@@ -1,0 +1,1 @@
+"""Sign, orthogonal and non-Euclidean (dualized-norm) updates."""
