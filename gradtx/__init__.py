@@ -4,6 +4,8 @@ Families live in their own modules (``gradtx.moments``, ``gradtx.curvature``, ..
 is also re-exported here. ``gradtx.flax`` (Flax integration) is imported explicitly.
 """
 
+from gradtx import curvature as curvature
+from gradtx import diagnostics as diagnostics
 from gradtx import geometry as geometry
 from gradtx import moments as moments
 from gradtx import sharding as sharding
@@ -17,6 +19,33 @@ from gradtx._src.core.registry import get_spec as get_spec
 from gradtx._src.core.registry import list_optimizers as list_optimizers
 from gradtx._src.core.registry import registry as registry
 from gradtx._src.ecosystem.partition import partition as partition
+from gradtx.curvature import ScaleByAdahessianState as ScaleByAdahessianState
+from gradtx.curvature import ScaleByOasisState as ScaleByOasisState
+from gradtx.curvature import ScaleBySophiaState as ScaleBySophiaState
+from gradtx.curvature import adahessian as adahessian
+from gradtx.curvature import estimate_gauss_newton_diagonal as estimate_gauss_newton_diagonal
+from gradtx.curvature import estimate_hessian_diagonal as estimate_hessian_diagonal
+from gradtx.curvature import estimate_hessian_trace as estimate_hessian_trace
+from gradtx.curvature import gaussian_like as gaussian_like
+from gradtx.curvature import grad_and_hvp as grad_and_hvp
+from gradtx.curvature import hvp as hvp
+from gradtx.curvature import oasis as oasis
+from gradtx.curvature import probe_key as probe_key
+from gradtx.curvature import probe_like as probe_like
+from gradtx.curvature import rademacher_like as rademacher_like
+from gradtx.curvature import scale_by_adahessian as scale_by_adahessian
+from gradtx.curvature import scale_by_oasis as scale_by_oasis
+from gradtx.curvature import scale_by_sophia as scale_by_sophia
+from gradtx.curvature import sophia_g as sophia_g
+from gradtx.curvature import sophia_h as sophia_h
+from gradtx.curvature import spatial_average as spatial_average
+from gradtx.curvature import value_grad_and_hessian_diagonal as value_grad_and_hessian_diagonal
+from gradtx.diagnostics import HessianTrace as HessianTrace
+from gradtx.diagnostics import SpectralDensity as SpectralDensity
+from gradtx.diagnostics import hessian_spectral_density as hessian_spectral_density
+from gradtx.diagnostics import hessian_trace as hessian_trace
+from gradtx.diagnostics import lanczos as lanczos
+from gradtx.diagnostics import top_hessian_eigenvalues as top_hessian_eigenvalues
 from gradtx.geometry import EmaMomentumState as EmaMomentumState
 from gradtx.geometry import ScaleByAuonState as ScaleByAuonState
 from gradtx.geometry import ScaleByDualizedNormState as ScaleByDualizedNormState

@@ -1,0 +1,145 @@
+"""Sophia: clipped momentum over an EMA of a Hessian-diagonal estimate refreshed every k steps."""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gradtx._src.core import errors, keys, validate
+from gradtx._src.core.hyperparams import resolve
+from gradtx._src.core.moments import ema, init_moment
+from gradtx._src.core.tree import check_matching, compute_dtype
+from gradtx._src.curvature.diag_source import hessian_diag_source
+from gradtx._src.curvature.gauss_newton import estimate_gauss_newton_diagonal
+from gradtx._src.curvature.probes import PROBES
+
+
+class ScaleBySophiaState(NamedTuple):
+  count: jax.Array  # int32 step counter
+  mu: optax.Updates  # EMA of gradients, in mu_dtype
+  h: optax.Updates  # EMA of the Hessian-diagonal estimate, in the params' dtype
+  key: jax.Array  # raw PRNG key, split every step
+
+
+def scale_by_sophia(
+    b1: Any = 0.965,
+    b2: Any = 0.99,
+    rho: Any = 0.04,
+    eps: Any = 1e-12,
+    update_interval: int = 10,
+    *,
+    estimator: str = "hutchinson",
+    probe: str = "rademacher",
+    num_probes: int = 1,
+    key: Any = 0,
+    mu_dtype: Any = None,
+    axis_name: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""Scale updates by Sophia's clipped ratio of momentum to the estimated Hessian diagonal.
+
+  .. math::
+    h_t = \begin{cases}\beta_2 h_{t-1} + (1-\beta_2)\hat h_t & \text{if } (t-1) \bmod k = 0\\
+      h_{t-1} & \text{otherwise}\end{cases},\quad
+    m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
+    u_t = \operatorname{clip}\!\left(\frac{m_t}{\max(\rho h_t, \epsilon)}, -1, 1\right).
+
+  :math:`\hat h_t` is Hutchinson's :math:`z \odot (Hz)` of ``obj_fn`` (Sophia-H) or the
+  Gauss-Newton-Bartlett estimate of ``logits_fn`` (Sophia-G, see
+  :func:`estimate_gauss_newton_diagonal`). On the other steps the estimate is not computed at all
+  (``lax.cond``), so those steps cost about what an Adam step costs.
+
+  ``update`` takes keyword extra inputs: ``obj_fn`` (loss of params on the current batch;
+  Sophia-H), ``logits_fn`` (logits of params on the current batch; Sophia-G), or
+  ``hessian_diag`` (an estimate the training loop computed itself, folded in on refresh steps
+  only; it takes precedence over the functions).
+
+  Args:
+    b1: gradient EMA decay, in [0, 1).
+    b2: Hessian EMA decay, in [0, 1).
+    rho: :math:`\rho` (the paper's :math:`\gamma`), > 0.
+    eps: floor of the denominator, > 0; also neutralises negative Hutchinson values.
+    update_interval: :math:`k`, refresh the estimate on steps 1, k+1, 2k+1, ... (Python int).
+    estimator: "hutchinson" (Sophia-H) or "gauss_newton" (Sophia-G).
+    probe: Hutchinson probe, "rademacher" or "gaussian" (the paper's choice).
+    num_probes: Hutchinson probes per refresh (Python int >= 1).
+    key: int seed or PRNG key; split every step, probe ``j`` is drawn from ``fold_in(subkey, j)``.
+    mu_dtype: dtype of the gradient EMA; None keeps the gradients' dtype.
+    axis_name: average the estimate over this mapped axis (data parallelism).
+
+  Returns:
+    A gradient transformation; apply ``scale_by_learning_rate`` after it.
+
+  Example:
+    >>> tx = optax.chain(gradtx.curvature.scale_by_sophia(), gradtx.scale_by_learning_rate(1e-4))
+    >>> updates, state = tx.update(grads, state, params, obj_fn=lambda p: loss(p, batch))
+
+  References:
+    Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order Optimizer for Language
+    Model Pre-training", arXiv:2305.14342.
+
+  Notes:
+    Later-paper form (clip at 1, :math:`\rho` inside). Hutchinson probes are Rademacher by
+    default (exact on diagonal Hessians; the paper writes Gaussian). The estimate is refreshed
+    *before* the step when ``count % k == 0`` (so the first step already uses it), whereas the
+    official loop refreshes after the step on ``iter % k == k - 1`` and runs sign momentum until
+    then. No bias correction, ``max(rho h, eps)`` instead of the official ``+ 1e-15``, and no
+    gradient-norm clipping of the sampled loss.
+  """
+  validate.beta("b1", b1)
+  validate.beta("b2", b2)
+  validate.positive("rho", rho)
+  validate.positive("eps", eps)
+  validate.positive_int("update_interval", update_interval)
+  validate.one_of("estimator", estimator, ("hutchinson", "gauss_newton"))
+  validate.one_of("probe", probe, tuple(PROBES))
+  validate.positive_int("num_probes", num_probes)
+  seed = keys.as_key(key)
+
+  def init_fn(params):
+    return ScaleBySophiaState(
+        count=jnp.zeros([], jnp.int32),
+        mu=init_moment(params, mu_dtype),
+        h=init_moment(params),
+        key=seed,
+    )
+
+  def update_fn(updates, state, params=None, *, obj_fn=None, logits_fn=None, hessian_diag=None, **extra_args):
+    del extra_args
+    check_matching("scale_by_sophia", updates, state.h, ("updates", "state"))
+    new_key, use = keys.split(state.key)
+    beta2 = resolve(b2, state.count)
+    if hessian_diag is None and estimator == "gauss_newton":
+      errors.require(
+          "scale_by_sophia", "logits_fn", logits_fn,
+          "the logits on the current batch as a function of params (Sophia-G), or hessian_diag=",
+          "tx.update(grads, state, params, logits_fn=lambda p: model.apply(p, batch['x']))",
+      )
+      errors.require(
+          "scale_by_sophia", "params", params, "the current parameters", "tx.update(grads, state, params, ...)"
+      )
+
+      def estimate(k):
+        return estimate_gauss_newton_diagonal(logits_fn, params, k, axis_name=axis_name)
+    else:
+      estimate = hessian_diag_source(
+          "scale_by_sophia", params, state.h, obj_fn=obj_fn, hessian_diag=hessian_diag,
+          num_probes=num_probes, probe=probe, axis_name=axis_name,
+      )
+
+    def refresh():
+      return ema(estimate(use), state.h, beta2, 1)
+
+    h = jax.lax.cond(state.count % update_interval == 0, refresh, lambda: state.h)
+    mu = ema(updates, state.mu, resolve(b1, state.count), 1)
+    r, e = resolve(rho, state.count), resolve(eps, state.count)
+
+    def step(g, m, hh):
+      dt = compute_dtype(g.dtype)
+      den = jnp.maximum(r * hh.astype(dt), e)
+      return jnp.clip(m.astype(dt) / den, -1.0, 1.0).astype(g.dtype)
+
+    out = jax.tree.map(step, updates, mu, h)
+    return out, ScaleBySophiaState(count=optax.safe_int32_increment(state.count), mu=mu, h=h, key=new_key)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -1,0 +1,1 @@
+"""Hessian diagnostics: traces, extreme eigenvalues and spectral densities of a loss."""
