@@ -4,11 +4,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS := flax,bench,dev
+EXTRAS := flax,bench,dev,privacy
 STAMP := $(VENV)/.gradtx-installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test test-main test-sharding bench lint readme lock clean
+.PHONY: install demo test test-main test-sharding test-notebooks bench lint readme lock clean
 
 install: $(STAMP)
 
@@ -20,14 +20,18 @@ $(STAMP): pyproject.toml requirements/lock.txt
 demo: $(STAMP)
 	$(BIN)/python -m benchmarks.race $(ARGS)
 
-test: test-main test-sharding
+test: test-main test-sharding test-notebooks
 
 test-main: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not sharding" tests
 
 # Sharding tests need 8 simulated devices, set before jax is imported: their own process.
 test-sharding: $(STAMP)
-	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(BIN)/python -m pytest -m sharding tests
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m sharding tests
+
+# Notebooks run top to bottom, so they never rot.
+test-notebooks: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --nbmake notebooks
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.step_overhead $(ARGS)
@@ -36,10 +40,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check gradtx tests benchmarks
 
 readme: $(STAMP)
-	$(BIN)/python -m benchmarks.readme_table --write
+	$(BIN)/python -m benchmarks.readme_table --write  # also docs/scale.md's memory table
 
 lock: $(STAMP)
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i '^\(pip\|setuptools\|wheel\)==' > requirements/lock.txt
+	{ echo '# Exact versions `make` installs (tested set). Regenerate with `make lock`.'; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -i '^\(pip\|setuptools\|wheel\)=='; } > requirements/lock.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache

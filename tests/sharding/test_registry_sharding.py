@@ -3,6 +3,8 @@
 Runs in its own process (`make test-sharding`) with 8 simulated CPU devices.
 """
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -63,16 +65,25 @@ def _run(spec, params, loss):
   return params, state, step
 
 
+@functools.cache
+def _single_device(name):
+  """The single-device run, shared by both meshes' tests of one entry."""
+  params, loss = _problem()
+  single_params, single_state, _ = _run(gradtx.get_spec(name), params, loss)
+  return jax.device_get((single_params, single_state))
+
+
 def test_every_registry_entry_is_in_the_sharding_suite():
   assert set(NAMES) == set(gradtx.registry())
 
 
 @pytest.mark.parametrize("mesh_shape", [(8,), (4, 2)], ids=["mesh8", "mesh4x2"])
-@pytest.mark.parametrize("name", NAMES)
+# One xdist group per entry, so both meshes reuse the cached single-device run (--dist loadgroup).
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xdist_group(n)) for n in NAMES])
 def test_sharded_equals_single_device_and_state_follows_params(name, mesh_shape):
   spec = gradtx.get_spec(name)
   params, loss = _problem()
-  single_params, single_state, _ = _run(spec, params, loss)
+  single_params, single_state = _single_device(name)
 
   mesh = _mesh(mesh_shape)
   shardings = {k: NamedSharding(mesh, s) for k, s in _specs(mesh_shape).items()}

@@ -1,0 +1,1 @@
+"""Integrations with the JAX ecosystem: Flax (linen and nnx) and optax partitioning."""
