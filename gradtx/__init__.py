@@ -6,9 +6,11 @@ is also re-exported here. ``gradtx.flax`` (Flax integration) is imported explici
 
 from gradtx import curvature as curvature
 from gradtx import diagnostics as diagnostics
+from gradtx import estimators as estimators
 from gradtx import geometry as geometry
 from gradtx import moments as moments
 from gradtx import sharding as sharding
+from gradtx import sharpness as sharpness
 from gradtx._src.core.extra_inputs import EXTRA_INPUTS as EXTRA_INPUTS
 from gradtx._src.core.extra_inputs import build_extra_args as build_extra_args
 from gradtx._src.core.fuse import FuseLeavesState as FuseLeavesState
@@ -46,6 +48,17 @@ from gradtx.diagnostics import hessian_spectral_density as hessian_spectral_dens
 from gradtx.diagnostics import hessian_trace as hessian_trace
 from gradtx.diagnostics import lanczos as lanczos
 from gradtx.diagnostics import top_hessian_eigenvalues as top_hessian_eigenvalues
+from gradtx.estimators import CoordinateGradientState as CoordinateGradientState
+from gradtx.estimators import ForwardGradientState as ForwardGradientState
+from gradtx.estimators import TwoPointGradientState as TwoPointGradientState
+from gradtx.estimators import coordinate_gradient as coordinate_gradient
+from gradtx.estimators import deepzero as deepzero
+from gradtx.estimators import forward_gradient as forward_gradient
+from gradtx.estimators import forward_gradient_estimate as forward_gradient_estimate
+from gradtx.estimators import forward_gradient_sgd as forward_gradient_sgd
+from gradtx.estimators import mezo as mezo
+from gradtx.estimators import spsa as spsa
+from gradtx.estimators import two_point_gradient as two_point_gradient
 from gradtx.geometry import EmaMomentumState as EmaMomentumState
 from gradtx.geometry import ScaleByAuonState as ScaleByAuonState
 from gradtx.geometry import ScaleByDualizedNormState as ScaleByDualizedNormState
@@ -134,5 +147,12 @@ from gradtx.moments import subspace_momentum as subspace_momentum
 from gradtx.moments import trace as trace
 from gradtx.moments import weight_prediction as weight_prediction
 from gradtx.moments import xgrad as xgrad
+from gradtx.sharpness import GamState as GamState
+from gradtx.sharpness import SamState as SamState
+from gradtx.sharpness import asam_sgd as asam_sgd
+from gradtx.sharpness import gam as gam
+from gradtx.sharpness import gam_sgd as gam_sgd
+from gradtx.sharpness import sam as sam
+from gradtx.sharpness import sam_sgd as sam_sgd
 
 __version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Gradient estimators without backpropagation: forward gradients and zeroth-order estimates."""

@@ -1,0 +1,1 @@
+"""Sharpness-aware updates: SAM, ASAM and GAM, wrapping any base transformation."""
