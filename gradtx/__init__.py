@@ -4,11 +4,13 @@ Families live in their own modules (``gradtx.moments``, ``gradtx.curvature``, ..
 is also re-exported here. ``gradtx.flax`` (Flax integration) is imported explicitly.
 """
 
+from gradtx import clipping as clipping
 from gradtx import curvature as curvature
 from gradtx import diagnostics as diagnostics
 from gradtx import estimators as estimators
 from gradtx import geometry as geometry
 from gradtx import moments as moments
+from gradtx import noise as noise
 from gradtx import sharding as sharding
 from gradtx import sharpness as sharpness
 from gradtx._src.core.extra_inputs import EXTRA_INPUTS as EXTRA_INPUTS
@@ -21,6 +23,22 @@ from gradtx._src.core.registry import get_spec as get_spec
 from gradtx._src.core.registry import list_optimizers as list_optimizers
 from gradtx._src.core.registry import registry as registry
 from gradtx._src.ecosystem.partition import partition as partition
+from gradtx.clipping import AdaptiveGradClipState as AdaptiveGradClipState
+from gradtx.clipping import ClipByBlockNormState as ClipByBlockNormState
+from gradtx.clipping import ClipByGlobalNormState as ClipByGlobalNormState
+from gradtx.clipping import ClipByQuantileState as ClipByQuantileState
+from gradtx.clipping import ClipByValueState as ClipByValueState
+from gradtx.clipping import PerExampleClipState as PerExampleClipState
+from gradtx.clipping import adaptive_grad_clip as adaptive_grad_clip
+from gradtx.clipping import clip_by_block_norm as clip_by_block_norm
+from gradtx.clipping import clip_by_global_norm as clip_by_global_norm
+from gradtx.clipping import clip_by_quantile as clip_by_quantile
+from gradtx.clipping import clip_by_value as clip_by_value
+from gradtx.clipping import clip_per_example as clip_per_example
+from gradtx.clipping import clipped_adagrad as clipped_adagrad
+from gradtx.clipping import per_example_clip as per_example_clip
+from gradtx.clipping import per_example_gradients as per_example_gradients
+from gradtx.clipping import per_example_norms as per_example_norms
 from gradtx.curvature import ScaleByAdahessianState as ScaleByAdahessianState
 from gradtx.curvature import ScaleByOasisState as ScaleByOasisState
 from gradtx.curvature import ScaleBySophiaState as ScaleBySophiaState
@@ -147,6 +165,23 @@ from gradtx.moments import subspace_momentum as subspace_momentum
 from gradtx.moments import trace as trace
 from gradtx.moments import weight_prediction as weight_prediction
 from gradtx.moments import xgrad as xgrad
+from gradtx.noise import AddAnnealedNoiseState as AddAnnealedNoiseState
+from gradtx.noise import CollectSamplesState as CollectSamplesState
+from gradtx.noise import ScaleByAdamLangevinState as ScaleByAdamLangevinState
+from gradtx.noise import ScaleByEntropySgdState as ScaleByEntropySgdState
+from gradtx.noise import ScaleBySghmcState as ScaleBySghmcState
+from gradtx.noise import ScaleBySgldState as ScaleBySgldState
+from gradtx.noise import adam_langevin as adam_langevin
+from gradtx.noise import add_annealed_noise as add_annealed_noise
+from gradtx.noise import collect_samples as collect_samples
+from gradtx.noise import entropy_sgd as entropy_sgd
+from gradtx.noise import sample_moments as sample_moments
+from gradtx.noise import scale_by_adam_langevin as scale_by_adam_langevin
+from gradtx.noise import scale_by_entropy_sgd as scale_by_entropy_sgd
+from gradtx.noise import scale_by_sghmc as scale_by_sghmc
+from gradtx.noise import scale_by_sgld as scale_by_sgld
+from gradtx.noise import sghmc as sghmc
+from gradtx.noise import sgld as sgld
 from gradtx.sharpness import GamState as GamState
 from gradtx.sharpness import SamState as SamState
 from gradtx.sharpness import asam_sgd as asam_sgd

@@ -1,0 +1,50 @@
+"""Shared pieces of the clipping transformations: bound validation and the report dtype."""
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx._src.core.tree import check_matching
+
+
+def check_bound(where: str, name: str, value: Any) -> None:
+  """Raise unless ``value > 0``; ``inf`` is allowed (it turns the clip into the identity)."""
+  if value is None or callable(value) or isinstance(value, jax.core.Tracer):
+    return
+  try:
+    array = np.asarray(value, dtype=float)
+  except (TypeError, ValueError):
+    return
+  if array.size != 1:
+    return
+  x = float(array.reshape(()))
+  if math.isinf(x) and x > 0:
+    return
+  if not (math.isfinite(x) and x > 0.0):
+    raise ValueError(f"{where}: {name} must be > 0 (inf disables clipping), got {value!r}.")
+
+
+def report_dtype(params: Any) -> jnp.dtype:
+  """The dtype of a clip's logged norm: float32, or wider if any leaf is wider."""
+  return jnp.result_type(jnp.float32, *[jnp.asarray(p).dtype for p in jax.tree.leaves(params)])
+
+
+def scale_leaf(g: jax.Array, factor: jax.Array) -> jax.Array:
+  """``g * factor`` in float32 or wider, returned in ``g``'s dtype (one multiply per element)."""
+  dt = jnp.promote_types(g.dtype, jnp.float32)
+  return (g.astype(dt) * factor.astype(dt)).astype(g.dtype)
+
+
+def clip_factor(norm: jax.Array, bound: Any) -> jax.Array:
+  """``min(1, bound / norm)`` as a scalar (or array) factor; 1 where ``norm <= bound`` or norm = 0."""
+  bound = jnp.asarray(bound, norm.dtype)
+  return jnp.where(norm > bound, bound / jnp.where(norm > bound, norm, 1.0), jnp.ones_like(norm))
+
+
+def check_structure(where: str, updates: Any, state_tree: Any) -> None:
+  """Raise a ValueError naming the leaves if ``updates`` and a per-leaf state tree differ in structure."""
+  if jax.tree.structure(updates) != jax.tree.structure(state_tree):
+    check_matching(where, updates, state_tree, ("updates", "state"))
