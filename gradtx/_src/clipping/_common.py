@@ -1,4 +1,4 @@
-"""Shared pieces of the clipping transformations: bound validation and the report dtype."""
+"""Shared pieces of the clipping transformations: bound validation and scaling."""
 
 import math
 from typing import Any
@@ -25,11 +25,6 @@ def check_bound(where: str, name: str, value: Any) -> None:
     return
   if not (math.isfinite(x) and x > 0.0):
     raise ValueError(f"{where}: {name} must be > 0 (inf disables clipping), got {value!r}.")
-
-
-def report_dtype(params: Any) -> jnp.dtype:
-  """The dtype of a clip's logged norm: float32, or wider if any leaf is wider."""
-  return jnp.result_type(jnp.float32, *[jnp.asarray(p).dtype for p in jax.tree.leaves(params)])
 
 
 def scale_leaf(g: jax.Array, factor: jax.Array) -> jax.Array:

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx._src.clipping._common import check_bound, clip_factor, report_dtype, scale_leaf
+from gradtx._src.clipping._common import check_bound, clip_factor, scale_leaf
 from gradtx._src.core.hyperparams import resolve
-from gradtx._src.core.tree import check_matching, global_norm
+from gradtx._src.core.tree import check_matching, global_norm, scalar_dtype
 
 
 class ClipByGlobalNormState(NamedTuple):
@@ -47,7 +47,7 @@ def clip_by_global_norm(max_norm: Any) -> optax.GradientTransformationExtraArgs:
   check_bound("clip_by_global_norm", "max_norm", max_norm)
 
   def init_fn(params):
-    dtype = report_dtype(params)
+    dtype = scalar_dtype(params)
     return ClipByGlobalNormState(
         count=jnp.zeros([], jnp.int32), norm=jnp.zeros([], dtype), clipped=jnp.zeros([], bool)
     )

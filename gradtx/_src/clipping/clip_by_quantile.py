@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx._src.clipping._common import check_bound, clip_factor, report_dtype, scale_leaf
+from gradtx._src.clipping._common import check_bound, clip_factor, scale_leaf
 from gradtx._src.core import validate
 from gradtx._src.core.hyperparams import resolve
-from gradtx._src.core.tree import check_matching, global_norm
+from gradtx._src.core.tree import check_matching, global_norm, scalar_dtype
 
 
 class ClipByQuantileState(NamedTuple):
@@ -69,7 +69,7 @@ def clip_by_quantile(
     check_bound("clip_by_quantile", "initial_threshold", initial_threshold)
 
   def init_fn(params):
-    dtype = report_dtype(params)
+    dtype = scalar_dtype(params)
     c0 = jnp.nan if initial_threshold is None else initial_threshold
     return ClipByQuantileState(
         count=jnp.zeros([], jnp.int32),

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx._src.clipping._common import check_bound, report_dtype
+from gradtx._src.clipping._common import check_bound
 from gradtx._src.core.hyperparams import resolve
-from gradtx._src.core.tree import check_matching
+from gradtx._src.core.tree import check_matching, scalar_dtype
 
 
 class ClipByValueState(NamedTuple):
@@ -45,7 +45,7 @@ def clip_by_value(max_value: Any) -> optax.GradientTransformationExtraArgs:
 
   def init_fn(params):
     return ClipByValueState(
-        count=jnp.zeros([], jnp.int32), norm=jnp.zeros([], report_dtype(params)), clipped=jnp.zeros([], bool)
+        count=jnp.zeros([], jnp.int32), norm=jnp.zeros([], scalar_dtype(params)), clipped=jnp.zeros([], bool)
     )
 
   def update_fn(updates, state, params=None, **extra_args):

@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx._src.clipping._common import check_bound, report_dtype
+from gradtx._src.clipping._common import check_bound
 from gradtx._src.core import errors, validate
 from gradtx._src.core.hyperparams import resolve
-from gradtx._src.core.tree import check_matching, compute_dtype
+from gradtx._src.core.tree import check_matching, compute_dtype, scalar_dtype
 
 
 def per_example_gradients(loss_fn: Callable[..., jax.Array], params: Any, batch: Any) -> Any:
@@ -134,7 +134,7 @@ def per_example_clip(max_norm: Any, *, aggregate: str = "mean") -> optax.Gradien
   validate.one_of("aggregate", aggregate, ("mean", "sum"))
 
   def init_fn(params):
-    dtype = report_dtype(params)
+    dtype = scalar_dtype(params)
     return PerExampleClipState(jnp.zeros([], jnp.int32), jnp.zeros([], dtype), jnp.zeros([], dtype))
 
   def update_fn(updates, state, params=None, *, per_example_grads=None, **extra_args):

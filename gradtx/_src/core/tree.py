@@ -44,6 +44,11 @@ def compute_dtype(dtype: Any) -> jnp.dtype:
   return jnp.promote_types(dtype, jnp.float32)
 
 
+def scalar_dtype(tree: Any) -> jnp.dtype:
+  """float32, or the widest float dtype among the leaves: the dtype for scalar statistics."""
+  return jnp.result_type(jnp.float32, *[jnp.asarray(x).dtype for x in jax.tree.leaves(tree)])
+
+
 def zeros_like(tree: Any, dtype: Any = None) -> Any:
   """Zeros shaped like ``tree``, in ``dtype`` if given, else in each leaf's own dtype."""
   return jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), dtype or jnp.asarray(x).dtype), tree)

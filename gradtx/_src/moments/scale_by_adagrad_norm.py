@@ -8,7 +8,7 @@ import optax
 
 from gradtx._src.core import validate
 from gradtx._src.core.hyperparams import resolve
-from gradtx._src.core.tree import check_matching, global_sq_norm
+from gradtx._src.core.tree import check_matching, global_sq_norm, scalar_dtype
 
 
 class ScaleByAdagradNormState(NamedTuple):
@@ -58,10 +58,9 @@ def scale_by_adagrad_norm(
     validate.positive("initial_accumulator_value", initial_accumulator_value)
 
   def init_fn(params):
-    dtype = jnp.result_type(jnp.float32, *[jnp.asarray(p).dtype for p in jax.tree.leaves(params)])
     return ScaleByAdagradNormState(
         count=jnp.zeros([], jnp.int32),
-        sum_of_squares=jnp.asarray(initial_accumulator_value, dtype),
+        sum_of_squares=jnp.asarray(initial_accumulator_value, scalar_dtype(params)),
     )
 
   def update_fn(updates, state, params=None, **extra_args):

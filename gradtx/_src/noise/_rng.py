@@ -28,15 +28,9 @@ RNGS = ("fast", "threefry")
 
 
 def key_from(key: Any, where: str) -> jax.Array:
-  """A raw ``uint32[2]`` key from an int seed, a PRNG key, or an integer scalar array (traced too).
-
-  ``optax.inject_hyperparams`` turns an int seed into an int array unless ``key`` is a static
-  argument; both work here.
-  """
+  """A raw ``uint32[2]`` key from an int seed, a PRNG key or an integer scalar array; None is an error."""
   if key is None:
     raise TypeError(f"{where}: key is required (randomness is kept in state), e.g. key=0 or key=jax.random.key(0).")
-  if isinstance(key, (jax.Array, np.ndarray)) and key.shape == () and jnp.issubdtype(key.dtype, jnp.integer):
-    return jax.random.PRNGKey(key)
   return keys.as_key(key)
 
 
@@ -101,7 +95,3 @@ def normal_like(key: jax.Array, tree: Any, rng: str = "fast") -> Any:
   ]
   return jax.tree.unflatten(treedef, out)
 
-
-def wide_dtype(tree: Any) -> Any:
-  """float32, or the widest float dtype among the leaves of ``tree`` (for scalar coefficients)."""
-  return jnp.result_type(jnp.float32, *[jnp.asarray(x).dtype for x in jax.tree.leaves(tree)])

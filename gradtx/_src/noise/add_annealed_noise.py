@@ -8,8 +8,8 @@ import optax
 
 from gradtx._src.core import keys, validate
 from gradtx._src.core.hyperparams import resolve
-from gradtx._src.core.tree import check_matching, compute_dtype
-from gradtx._src.noise._rng import RNGS, key_from, normal_like, wide_dtype
+from gradtx._src.core.tree import check_matching, compute_dtype, scalar_dtype
+from gradtx._src.noise._rng import RNGS, key_from, normal_like
 
 
 class AddAnnealedNoiseState(NamedTuple):
@@ -65,7 +65,7 @@ def add_annealed_noise(
     if params is not None:
       check_matching("add_annealed_noise", updates, params, ("updates", "params"))
     new_key, use = keys.split(state.key)
-    t = state.count.astype(wide_dtype(updates))
+    t = state.count.astype(scalar_dtype(updates))
     e, gm = resolve(eta, state.count), resolve(gamma, state.count)
     sigma = jnp.sqrt(e / jnp.power(1.0 + t, gm))
     noise = normal_like(use, updates, rng)

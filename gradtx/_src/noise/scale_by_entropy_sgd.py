@@ -8,8 +8,8 @@ import optax
 
 from gradtx._src.core import errors, keys, validate
 from gradtx._src.core.hyperparams import power, resolve
-from gradtx._src.core.tree import check_matching, compute_dtype
-from gradtx._src.noise._rng import RNGS, key_from, normal_like, wide_dtype
+from gradtx._src.core.tree import check_matching, compute_dtype, scalar_dtype
+from gradtx._src.noise._rng import RNGS, key_from, normal_like
 
 
 class ScaleByEntropySgdState(NamedTuple):
@@ -92,7 +92,7 @@ def scale_by_entropy_sgd(
     check_matching("scale_by_entropy_sgd", updates, params, ("updates", "params"))
     new_key, use = keys.split(state.key)
     c = state.count
-    wide = wide_dtype(params)
+    wide = scalar_dtype(params)
     g_k = jnp.asarray(resolve(gamma, c), wide) * power(1.0 + jnp.asarray(resolve(scoping, c), wide), c)
     g_k = g_k.astype(wide)
     lr_in = resolve(inner_learning_rate, c)
