@@ -17,8 +17,6 @@ Usage: python -m benchmarks.clip_noise [--params 4000000] [--rounds 7] [--batch 
 """
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +24,7 @@ import numpy as np
 import optax
 
 import gradtx
-from benchmarks.common import ratio_table, time_interleaved, transformer_like_tree, write_result
+from benchmarks.common import ratio_table, time_functions, time_interleaved, transformer_like_tree, write_result
 from gradtx import clipping as gc
 from gradtx import noise as gn
 
@@ -60,19 +58,6 @@ def mlp(batch, width=256, d_in=64, classes=10, seed=0):
   return params, data, loss
 
 
-def time_functions(cands, rounds, reps=5):
-  """Median seconds per call of each ``name -> (jitted fn, args)``, in interleaved rounds."""
-  for fn, args in cands.values():
-    jax.block_until_ready(fn(*args))
-  times = {name: [] for name in cands}
-  for _ in range(rounds):
-    for name, (fn, args) in cands.items():
-      start = time.perf_counter()
-      for _ in range(reps):
-        out = fn(*args)
-      jax.block_until_ready(out)
-      times[name].append((time.perf_counter() - start) / reps)
-  return {name: statistics.median(t) for name, t in times.items()}
 
 
 def per_example_table(batch, rounds):

@@ -57,6 +57,52 @@ def many_small_leaves(n: int = 500, size: int = 64, seed: int = 0) -> dict:
   return {f"p{i:03d}": jnp.asarray(rng.standard_normal(size, np.float32)) for i in range(n)}
 
 
+def mlp_problem(width: int, batch: int, d_in: int = 512, classes: int = 10, seed: int = 0):
+  """A 3-layer tanh MLP with softmax cross-entropy on fixed random data.
+
+  Returns ``(params, loss, logits_fn)``, both functions of the params only.
+  """
+  rng = np.random.default_rng(seed)
+  dims = [d_in, width, width, classes]
+  params = {
+      f"layer{i}": {
+          "w": jnp.asarray(rng.standard_normal((a, b), np.float32) / np.sqrt(a)),
+          "b": jnp.zeros((b,), jnp.float32),
+      }
+      for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))
+  }
+  x = jnp.asarray(rng.standard_normal((batch, d_in), np.float32))
+  y = jnp.asarray(rng.integers(0, classes, batch))
+
+  def logits_fn(p):
+    h = x
+    for i in range(3):
+      h = h @ p[f"layer{i}"]["w"] + p[f"layer{i}"]["b"]
+      if i < 2:
+        h = jnp.tanh(h)
+    return h
+
+  def loss(p):
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits_fn(p)), y[:, None], axis=-1))
+
+  return params, loss, logits_fn
+
+
+def time_functions(cands: Mapping[str, tuple[Callable[..., Any], tuple]], rounds: int, reps: int = 5) -> dict:
+  """Median seconds per call of each ``name -> (jitted fn, args)``, in interleaved rounds."""
+  for fn, args in cands.values():
+    jax.block_until_ready(fn(*args))
+  times = {name: [] for name in cands}
+  for _ in range(rounds):
+    for name, (fn, args) in cands.items():
+      start = time.perf_counter()
+      for _ in range(reps):
+        out = fn(*args)
+      jax.block_until_ready(out)
+      times[name].append((time.perf_counter() - start) / reps)
+  return {name: statistics.median(t) for name, t in times.items()}
+
+
 def tree_size(tree: Any) -> int:
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 

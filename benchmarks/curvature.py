@@ -14,59 +14,13 @@ Usage: python -m benchmarks.curvature [--rounds 15] [--width 512] [--batch 256]
 """
 
 import argparse
-import statistics
-import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import optax
 
 import gradtx
-from benchmarks.common import ratio_table, write_result
+from benchmarks.common import mlp_problem, ratio_table, time_functions, write_result
 from gradtx import curvature as cv
-
-
-def mlp(width: int, batch: int, d_in: int = 512, classes: int = 10, seed: int = 0):
-  rng = np.random.default_rng(seed)
-  dims = [d_in, width, width, classes]
-  params = {
-      f"layer{i}": {
-          "w": jnp.asarray(rng.standard_normal((a, b), np.float32) / np.sqrt(a)),
-          "b": jnp.zeros((b,), jnp.float32),
-      }
-      for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))
-  }
-  x = jnp.asarray(rng.standard_normal((batch, d_in), np.float32))
-  y = jnp.asarray(rng.integers(0, classes, batch))
-
-  def logits_fn(p):
-    h = x
-    for i in range(3):
-      h = h @ p[f"layer{i}"]["w"] + p[f"layer{i}"]["b"]
-      if i < 2:
-        h = jnp.tanh(h)
-    return h
-
-  def loss(p):
-    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits_fn(p)), y[:, None], axis=-1))
-
-  return params, loss, logits_fn
-
-
-def time_functions(cands, rounds, reps=5):
-  """Median seconds per call of each ``name -> (jitted fn, args)``, in interleaved rounds."""
-  for fn, args in cands.values():
-    jax.block_until_ready(fn(*args))
-  times = {name: [] for name in cands}
-  for _ in range(rounds):
-    for name, (fn, args) in cands.items():
-      start = time.perf_counter()
-      for _ in range(reps):
-        out = fn(*args)
-      jax.block_until_ready(out)
-      times[name].append((time.perf_counter() - start) / reps)
-  return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main(argv=None):
@@ -76,7 +30,7 @@ def main(argv=None):
   parser.add_argument("--batch", type=int, default=256)
   args = parser.parse_args(argv)
 
-  params, loss, logits_fn = mlp(args.width, args.batch)
+  params, loss, logits_fn = mlp_problem(args.width, args.batch)
   key = jax.random.PRNGKey(0)
   v = cv.rademacher_like(key, params)
 

@@ -19,38 +19,12 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import optax
 
-from benchmarks.common import RESULTS_DIR, ratio_table, write_result
+from benchmarks.common import RESULTS_DIR, mlp_problem, ratio_table, write_result
 from gradtx._src.optimizers.moments import sgd
 from gradtx.estimators import forward_gradient_estimate, mezo
 from gradtx.sharpness import gam, sam
-
-
-def mlp(width, batch, d_in=256, classes=10, seed=0):
-  rng = np.random.default_rng(seed)
-  dims = [d_in, width, width, classes]
-  params = {
-      f"layer{i}": {
-          "w": jnp.asarray(rng.standard_normal((a, b), np.float32) / np.sqrt(a)),
-          "b": jnp.zeros((b,), jnp.float32),
-      }
-      for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))
-  }
-  x = jnp.asarray(rng.standard_normal((batch, d_in), np.float32))
-  y = jnp.asarray(rng.integers(0, classes, batch))
-
-  def loss(p):
-    h = x
-    for i in range(3):
-      h = h @ p[f"layer{i}"]["w"] + p[f"layer{i}"]["b"]
-      if i < 2:
-        h = jnp.tanh(h)
-    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(h), y[:, None], axis=-1))
-
-  return params, loss
 
 
 def train_step(tx, loss, extra):
@@ -103,7 +77,7 @@ def main():
   parser.add_argument("--memory-batches", type=str, default="128,2048")
   args = parser.parse_args()
 
-  params, loss = mlp(args.width, args.batch)
+  params, loss, _ = mlp_problem(args.width, args.batch, d_in=256)
   n = sum(x.size for x in jax.tree.leaves(params))
   case = f"MLP width {args.width}, {n} params, batch {args.batch}"
 
@@ -137,7 +111,7 @@ def main():
   mem_rows, curves = [], {}
   for batch in (int(v) for v in args.memory_batches.split(",")):
     for w in (int(v) for v in args.widths.split(",")):
-      p, lw = mlp(w, batch)
+      p, lw, _ = mlp_problem(w, batch, d_in=256)
       size = sum(x.size for x in jax.tree.leaves(p))
       tz, tb = mezo(1e-3, key=0), sgd(1e-3)
       zo_b = peak_bytes(lambda p, s, tz=tz, lw=lw: tz.update(None, s, p, obj_fn=lw), p, tz.init(p))
