@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from absl.testing import parameterized
 
 import gradtx
 from tests.contract import harness
@@ -62,13 +63,21 @@ def test_converges(name, problem):
   )
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_jit_matches_no_jit(name):
-  spec = spec_of(name)
-  tx = spec.build()
-  with_jit = steps(spec, tx, QUADRATIC, 4, jit=True)
-  without_jit = steps(spec, tx, QUADRATIC, 4, jit=False)
-  chex.assert_trees_all_close(with_jit, without_jit, rtol=1e-5, atol=1e-6)
+class JitAndNoJitTest(chex.TestCase):
+  """The same steps with and without jit (chex.variants) agree with a run jitted by hand."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(*NAMES)
+  def test_variants_match(self, name):
+    spec = spec_of(name)
+    tx = spec.build()
+    one = self.variant(lambda p, s: harness.step(spec, tx, QUADRATIC, p, s))
+    params = QUADRATIC.init(jnp.float32)
+    state = tx.init(params)
+    for _ in range(4):
+      params, state, updates = one(params, state)
+    reference = steps(spec, tx, QUADRATIC, 4, jit=True)
+    chex.assert_trees_all_close((params, state, updates), reference, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", NAMES)
