@@ -17,8 +17,8 @@ MOMENTA = ("ema", "subspace", "none")
 
 class ScaleBySubsetNormState(NamedTuple):
   count: jax.Array  # int32 step counter
-  mu: optax.Updates  # momentum (low-rank for subspace leaves); shape (0,) leaves when momentum="none"
-  proj: optax.Updates  # subspace bases (shape (0,) where unused)
+  mu: optax.Updates  # momentum (low-rank for subspace leaves); scalar placeholders when momentum="none"
+  proj: optax.Updates  # subspace bases (scalar placeholders where unused)
   nu: optax.Updates  # one second-moment entry per subset: (a, 1), (1, b), (n/k, 1) or like the leaf
 
 
@@ -160,7 +160,7 @@ def scale_by_subset_norm(
       if use_momentum:
         m, basis = sm.init_leaf(p, sm_rank, mu_dtype)
       else:
-        m, basis = jnp.zeros((0,), pdt), jnp.zeros((0,), pdt)
+        m, basis = jnp.zeros((), pdt), jnp.zeros((), pdt)
       nu = jnp.zeros(_nu_shape(shape, subset_layout(shape, subset_size)), pdt)
       return m, basis, nu
 

@@ -14,7 +14,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype
 class SubspaceMomentumState(NamedTuple):
   count: jax.Array  # int32 step counter
   mu: optax.Updates  # momentum: (a, r) or (r, b) for a projected (a, b) leaf, else like the leaf
-  proj: optax.Updates  # orthonormal basis: (r, b) if a >= b, (a, r) if a < b; shape (0,) if unprojected
+  proj: optax.Updates  # orthonormal basis: (r, b) if a >= b, (a, r) if a < b; a scalar placeholder if unprojected
 
 
 def projected(shape: tuple[int, ...], rank: int | None) -> bool:
@@ -27,7 +27,7 @@ def init_leaf(p: Any, rank: int | None, dtype: Any) -> tuple[jax.Array, jax.Arra
   shape = jnp.shape(p)
   pdt = jnp.asarray(p).dtype
   if not projected(shape, rank):
-    return jnp.zeros(shape, dtype or pdt), jnp.zeros((0,), pdt)
+    return jnp.zeros(shape, dtype or pdt), jnp.zeros((), pdt)
   a, b = shape
   r = min(rank, a, b)
   if a >= b:  # right projection, as GaLore: low = g @ P.T, P is (r, b)
