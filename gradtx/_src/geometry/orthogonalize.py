@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
-from gradtx._src.core import validate
+from gradtx._src.core import linalg, validate
 from gradtx._src.core.tree import compute_dtype
 
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
@@ -162,13 +162,13 @@ def _polar(x: jax.Array, method: str) -> jax.Array:
   y = x.astype(dt)
   tol_scale = max(y.shape[-2:]) * jnp.finfo(dt).eps
   if method == "svd":
-    u, s, vt = jnp.linalg.svd(y, full_matrices=False)
+    u, s, vt = linalg.svd(y, full_matrices=False)
     keep = (s > tol_scale * s[..., :1]).astype(dt)
     out = (u * keep[..., None, :]) @ vt
   else:
     tall = y.shape[-2] >= y.shape[-1]
     z = y if tall else _swap(y)
-    w, v = jnp.linalg.eigh(_swap(z) @ z)  # z^T z = V S^2 V^T
+    w, v = linalg.eigh(_swap(z) @ z)  # z^T z = V S^2 V^T
     w = jnp.maximum(w, 0.0)
     top = jnp.max(w, axis=-1, keepdims=True)
     keep = w > tol_scale * top  # eigenvalues are sigma^2, accurate to eps * sigma_max^2

@@ -8,8 +8,8 @@ import optax
 
 from gradtx._src.core import keys, validate
 from gradtx._src.core.hyperparams import resolve
+from gradtx._src.core.rng import RNGS, key_from, normal_like
 from gradtx._src.core.tree import check_matching, compute_dtype, scalar_dtype
-from gradtx._src.noise._rng import RNGS, key_from, normal_like
 
 
 class AddAnnealedNoiseState(NamedTuple):
