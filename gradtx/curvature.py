@@ -1,4 +1,4 @@
-"""Curvature: Hessian-vector products, Hutchinson estimators and Hessian-diagonal optimizers."""
+"""Curvature: Hessian-vector products, Hutchinson estimators and Hessian-diagonal and Kronecker-factored optimizers."""
 
 from gradtx._src.curvature.gauss_newton import estimate_gauss_newton_diagonal as estimate_gauss_newton_diagonal
 from gradtx._src.curvature.hessian_diagonal import estimate_hessian_diagonal as estimate_hessian_diagonal
@@ -6,10 +6,15 @@ from gradtx._src.curvature.hessian_diagonal import value_grad_and_hessian_diagon
 from gradtx._src.curvature.hessian_trace import estimate_hessian_trace as estimate_hessian_trace
 from gradtx._src.curvature.hvp import grad_and_hvp as grad_and_hvp
 from gradtx._src.curvature.hvp import hvp as hvp
+from gradtx._src.curvature.matrix_roots import inverse_root_eigh as inverse_root_eigh
+from gradtx._src.curvature.matrix_roots import inverse_root_newton as inverse_root_newton
 from gradtx._src.curvature.probes import gaussian_like as gaussian_like
 from gradtx._src.curvature.probes import probe_key as probe_key
 from gradtx._src.curvature.probes import probe_like as probe_like
 from gradtx._src.curvature.probes import rademacher_like as rademacher_like
+from gradtx._src.curvature.psgd_kron import ScaleByPsgdKronState as ScaleByPsgdKronState
+from gradtx._src.curvature.psgd_kron import scale_by_psgd_kron as scale_by_psgd_kron
+from gradtx._src.curvature.psgd_kron import update_probability_schedule as update_probability_schedule
 from gradtx._src.curvature.scale_by_adahessian import ScaleByAdahessianState as ScaleByAdahessianState
 from gradtx._src.curvature.scale_by_adahessian import scale_by_adahessian as scale_by_adahessian
 from gradtx._src.curvature.scale_by_adahessian import spatial_average as spatial_average
@@ -17,7 +22,16 @@ from gradtx._src.curvature.scale_by_oasis import ScaleByOasisState as ScaleByOas
 from gradtx._src.curvature.scale_by_oasis import scale_by_oasis as scale_by_oasis
 from gradtx._src.curvature.scale_by_sophia import ScaleBySophiaState as ScaleBySophiaState
 from gradtx._src.curvature.scale_by_sophia import scale_by_sophia as scale_by_sophia
+from gradtx._src.curvature.shampoo import ScaleByShampooState as ScaleByShampooState
+from gradtx._src.curvature.shampoo import scale_by_shampoo as scale_by_shampoo
+from gradtx._src.curvature.soap import ScaleBySoapState as ScaleBySoapState
+from gradtx._src.curvature.soap import SoapDecayState as SoapDecayState
+from gradtx._src.curvature.soap import add_decayed_weights_after_step as add_decayed_weights_after_step
+from gradtx._src.curvature.soap import scale_by_soap as scale_by_soap
 from gradtx._src.optimizers.curvature import adahessian as adahessian
 from gradtx._src.optimizers.curvature import oasis as oasis
 from gradtx._src.optimizers.curvature import sophia_g as sophia_g
 from gradtx._src.optimizers.curvature import sophia_h as sophia_h
+from gradtx._src.optimizers.kronecker import psgd_kron as psgd_kron
+from gradtx._src.optimizers.kronecker import shampoo as shampoo
+from gradtx._src.optimizers.kronecker import soap as soap
