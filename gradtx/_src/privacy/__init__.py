@@ -1,0 +1,1 @@
+"""Differential privacy: per-example clipped, noised aggregation, Poisson batches and privacy accounting."""

@@ -1,0 +1,175 @@
+"""DP aggregation: clip each example's gradient, sum, add Gaussian noise, divide by the batch size."""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gradtx._src.clipping.per_example_clip import clip_per_example
+from gradtx._src.core import errors, keys, validate
+from gradtx._src.core.hyperparams import resolve
+from gradtx._src.core.rng import normal_like
+from gradtx._src.core.tree import check_matching, compute_dtype
+
+RNGS = ("threefry", "fast")
+DENOMINATORS = ("expected", "actual")
+
+_MEANING = "every leaf of the gradient with a leading batch axis (one row per example)"
+_EXAMPLE = "per_example_grads=gradtx.clipping.per_example_gradients(loss, params, batch)"
+
+
+class DpAggregateState(NamedTuple):
+  count: jax.Array  # int32 number of private releases so far (the accountant's step count)
+  key: jax.Array  # raw uint32[2] PRNG key, split once per update
+
+
+def check_per_example(where: str, updates: Any, per_example_grads: Any) -> None:
+  """Raise a TypeError for missing or aggregated per-example gradients, a ValueError for a tree mismatch."""
+  per_example_grads = errors.require(where, "per_example_grads", per_example_grads, _MEANING, _EXAMPLE)
+  u_leaves = jax.tree.leaves(updates)
+  g_leaves = jax.tree.leaves(per_example_grads)
+  if (
+      jax.tree.structure(updates) == jax.tree.structure(per_example_grads)
+      and u_leaves
+      and all(jnp.ndim(g) == jnp.ndim(u) for g, u in zip(g_leaves, u_leaves))
+  ):
+    raise TypeError(
+        f"{where}.update got per_example_grads= without a leading batch axis: its leaves have the "
+        f"shapes of the aggregated gradient. A DP transformation must clip each example separately; "
+        f"pass {_EXAMPLE} (every leaf shaped (batch, *param.shape))."
+    )
+  check_matching(where, updates, jax.tree.map(lambda g: g[0], per_example_grads), ("updates", "per_example_grads[i]"))
+  sizes = {jnp.shape(g)[0] for g in g_leaves}
+  if len(sizes) > 1:
+    raise ValueError(f"{where}: the leaves of per_example_grads have different batch sizes {sorted(sizes)}.")
+
+
+def masked(per_example_grads: Any, example_mask: Any) -> Any:
+  """Zero the rows of padded examples (``example_mask`` False) with a select, so NaN padding stays out."""
+  if example_mask is None:
+    return per_example_grads
+  mask = jnp.asarray(example_mask).astype(bool)
+
+  def zero(g):
+    m = mask.reshape(mask.shape + (1,) * (g.ndim - 1))
+    return jnp.where(m, g, jnp.zeros((), g.dtype))
+
+  return jax.tree.map(zero, per_example_grads)
+
+
+def dp_aggregate(
+    l2_clip: Any,
+    noise_multiplier: Any,
+    *,
+    key: Any = None,
+    expected_batch_size: Any = None,
+    denominator: str = "expected",
+    rng: str = "threefry",
+) -> optax.GradientTransformationExtraArgs:
+  r"""The private gradient of DP-SGD: per-example clipping, sum, Gaussian noise, division.
+
+  .. math::
+    \bar g_t = \frac{1}{D}\Big(\sum_{i \in B_t} m_i\, g_i \min\big(1, C / \lVert g_i \rVert\big)
+      + \mathcal N(0, \sigma^2 C^2 I)\Big),
+
+  with :math:`\lVert g_i \rVert` the norm of example :math:`i`'s gradient over all leaves,
+  :math:`m_i \in \{0, 1\}` the padding mask, and :math:`D = qN` (``expected_batch_size``) or
+  :math:`D = \sum_i m_i` (``denominator="actual"``).
+
+  Args:
+    l2_clip: :math:`C`, > 0 (``inf``: no clipping, and no privacy); a float, array or schedule.
+    noise_multiplier: :math:`\sigma`, >= 0 (the noise std divided by :math:`C`); a float,
+      array or schedule. The accountant needs the value used at every step.
+    key: an int seed or PRNG key (required); the noise is reproducible from it.
+    expected_batch_size: :math:`qN`, > 0; required with ``denominator="expected"`` (Poisson
+      sampling: the realised batch size is data-dependent and must not be the divisor).
+    denominator: ``"expected"`` (divide by ``expected_batch_size``) or ``"actual"`` (divide by
+      the number of real examples, for fixed-size batches).
+    rng: ``"threefry"`` (``jax.random.normal``, the default) or ``"fast"`` (the counter-hash
+      generator of :func:`gradtx.noise.add_annealed_noise`).
+
+  Returns:
+    A gradient transformation. Its ``update`` needs ``per_example_grads=`` (every leaf of the
+    gradient with a leading batch axis) and takes an optional ``example_mask=`` (a ``(B,)``
+    boolean array; False rows are padding and contribute nothing). The incoming ``updates``
+    only fix the tree and dtypes; they are replaced. The state's ``count`` is the number of
+    private releases, the ``steps`` of :class:`gradtx.privacy.PrivacyAccountant`.
+
+  Example:
+    >>> tx = optax.chain(gradtx.privacy.dp_aggregate(1.0, 1.1, key=0, expected_batch_size=256),
+    ...                  optax.sgd(0.1))
+    >>> g_i = gradtx.clipping.per_example_gradients(loss, params, batch)
+    >>> updates, state = tx.update(grads, state, params, per_example_grads=g_i, example_mask=mask)
+
+  References:
+    Abadi, Chu, Goodfellow, McMahan, Mironov, Talwar & Zhang, "Deep Learning with Differential
+    Privacy", arXiv:1607.00133.
+
+  Notes:
+    Clip factor :math:`\min(1, C/\lVert g_i\rVert)` without Opacus's :math:`10^{-6}`. The noise
+    is drawn in float32 or wider and added to the sum before the division, as in the paper; the
+    result is cast to the gradient's dtype. ``jax.random.normal`` is the default because the
+    noise is drawn once per step for a parameter-sized tree, negligible next to the
+    per-example gradients; ``rng="fast"`` trades a non-cryptographic hash for speed. Like every
+    float-based implementation (optax, Opacus, TF Privacy) the float32 Gaussian is truncated
+    near 5.4 standard deviations and the floating-point attacks of Mironov (2012) are not
+    addressed. With ``denominator="actual"`` the divisor depends on the data; the accountant's
+    guarantee then covers the (noised sum, batch size) pair only for fixed-size batches.
+  """
+  validate.non_negative("noise_multiplier", noise_multiplier)
+  validate.one_of("denominator", denominator, DENOMINATORS)
+  validate.one_of("rng", rng, RNGS)
+  if not (isinstance(l2_clip, (int, float)) and l2_clip == float("inf")):  # inf: no clipping
+    validate.positive("l2_clip", l2_clip)
+  if denominator == "expected":
+    if expected_batch_size is None:
+      raise ValueError(
+          "dp_aggregate: expected_batch_size is required with denominator='expected' "
+          "(sampling_rate * num_examples), e.g. expected_batch_size=256; or pass denominator='actual'."
+      )
+    validate.positive("expected_batch_size", expected_batch_size)
+  if key is None:
+    raise TypeError("dp_aggregate: key is required (the noise lives in state), e.g. key=0 or key=jax.random.key(0).")
+  if isinstance(key, jax.Array) and key.shape == () and jnp.issubdtype(key.dtype, jnp.integer):
+    raw_key = jax.random.PRNGKey(key)
+  else:
+    raw_key = keys.as_key(key)
+
+  def init_fn(params):
+    del params
+    return DpAggregateState(count=jnp.zeros([], jnp.int32), key=raw_key)
+
+  def update_fn(updates, state, params=None, *, per_example_grads=None, example_mask=None, **extra_args):
+    del params, extra_args
+    check_per_example("dp_aggregate", updates, per_example_grads)
+    clip = resolve(l2_clip, state.count)
+    sigma = resolve(noise_multiplier, state.count)
+    total, _ = clip_per_example(masked(per_example_grads, example_mask), clip)
+    new_key, use = keys.split(state.key)
+    if rng == "threefry":
+      leaves, treedef = jax.tree.flatten(total)
+      draws = [
+          jax.random.normal(jax.random.fold_in(use, i), s.shape, compute_dtype(s.dtype)) for i, s in enumerate(leaves)
+      ]
+      noise = jax.tree.unflatten(treedef, draws)
+    else:
+      noise = normal_like(use, total, "fast")
+    if denominator == "expected":
+      denom = resolve(expected_batch_size, state.count)
+    else:
+      batch = jax.tree.leaves(per_example_grads)[0].shape[0]
+      real = batch if example_mask is None else jnp.sum(jnp.asarray(example_mask).astype(jnp.int32))
+      denom = jnp.maximum(real, 1)
+
+    def privatise(s, z, u):
+      dt = compute_dtype(s.dtype)
+      sig = jnp.asarray(sigma, dt)
+      std = jnp.where(sig == 0, jnp.zeros((), dt), sig * jnp.asarray(clip, dt))  # sigma 0, C inf: no noise
+      inv = 1.0 / jnp.asarray(denom, dt)
+      return ((s.astype(dt) + std * z.astype(dt)) * inv).astype(u.dtype)
+
+    out = jax.tree.map(privatise, total, noise, updates)
+    return out, DpAggregateState(count=optax.safe_int32_increment(state.count), key=new_key)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
