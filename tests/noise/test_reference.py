@@ -8,7 +8,7 @@ import pytest
 
 import gradtx.noise as gn
 from gradtx._src.core import keys
-from gradtx._src.noise._rng import normal_like
+from gradtx._src.core.rng import normal_like
 from gradtx._src.optimizers.noise import adam_langevin, entropy_sgd, sghmc, sgld
 from tests.reference import noise_ref as ref
 from tests.reference.compare import compare_trajectories

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gradtx.noise as gn
-from gradtx._src.noise._rng import _bits_to_normal, hash_bits, normal
+from gradtx._src.core.rng import _bits_to_normal, hash_bits, normal
 from gradtx._src.optimizers.noise import sghmc, sgld
 
 N = 20000  # noise elements per check: a variance estimate has relative sd sqrt(2/N) = 1%
