@@ -116,7 +116,7 @@ def race(names, *, steps: int, seeds, batch_size: int, hidden: int, progress: bo
         "name": name,
         "family": spec.family,
         "failed": False,
-        "curve": np.nanmean(curves, axis=0),
+        "curve": np.mean(curves, axis=0),
         "final_loss": float(np.mean(curves[:, -1])),
         "accuracy": float(np.mean([r[1] for r in runs])),
         "steps_per_s": float(np.median([r[2] for r in runs])),
