@@ -33,8 +33,15 @@ test-sharding: $(STAMP)
 test-notebooks: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --nbmake notebooks
 
+# Every benchmark, then the README's tables. Each prints ratios measured side by side in one run.
+BENCHMARKS := step_overhead step_cost clip_noise curvature kronecker geometry estimators
+
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.step_overhead $(ARGS)
+	@for b in $(BENCHMARKS); do \
+	  test -f benchmarks/$$b.py || continue; \
+	  echo "== benchmarks/$$b.py"; $(BIN)/python -m benchmarks.$$b || exit 1; \
+	done
+	$(BIN)/python -m benchmarks.readme_table --write
 
 lint: $(STAMP)
 	$(BIN)/ruff check gradtx tests benchmarks

@@ -25,6 +25,12 @@ SECTIONS = {
     "optimizers": None,
     "race": "race.md",
     "step_overhead": "step_overhead.md",
+    "step_cost": "step_cost.md",
+    "clip_noise": "clip_noise.md",
+    "curvature": "curvature.md",
+    "kronecker": "kronecker.md",
+    "geometry": "geometry.md",
+    "estimators": "estimators.md",
 }
 
 
