@@ -157,23 +157,36 @@ def table(results, *, steps: int, seeds) -> str:
 
 
 def plot(results, path: str) -> None:
+  """Loss curves, one panel per family, each with Adam drawn as the common reference."""
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  fig, ax = plt.subplots(figsize=(10, 6))
-  styles = ["-", "--", ":", "-."]
-  for i, r in enumerate(r for r in results if not r["failed"]):
-    ax.plot(np.arange(1, len(r["curve"]) + 1), r["curve"], styles[(i // 10) % 4], label=f"{r['name']} ({r['family']})")
-  ax.set_yscale("log")
-  ax.set_xlabel("step")
-  ax.set_ylabel("full-batch train loss")
-  ax.set_title("gradtx optimizer race: MLP on scikit-learn digits")
-  ax.legend(fontsize=7, ncol=2)
-  ax.grid(True, which="both", alpha=0.3)
+  done = [r for r in results if not r["failed"]]
+  families = list(dict.fromkeys(r["family"] for r in done))
+  reference = next((r for r in done if r["name"] == "adam"), None)
+  cols = min(4, len(families))
+  rows = -(-len(families) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), sharex=True, sharey=True, squeeze=False)
+  for ax, family in zip(axes.flat, families):
+    if reference is not None and reference["family"] != family:
+      ax.plot(reference["curve"], color="0.6", lw=2, label="adam (reference)")
+    for r in (r for r in done if r["family"] == family):
+      ax.plot(r["curve"], lw=1.2, label=r["name"])
+    ax.set_title(family)
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+  for ax in axes.flat[len(families):]:
+    ax.set_visible(False)
+  for ax in axes[-1]:
+    ax.set_xlabel("step")
+  for ax in axes[:, 0]:
+    ax.set_ylabel("full-batch train loss")
+  fig.suptitle("gradtx optimizer race: MLP on scikit-learn digits")
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  fig.savefig(path, dpi=100)
   plt.close(fig)
 
 

@@ -11,6 +11,7 @@ Usage: python -m benchmarks.step_cost [--quick] [--optimizers adam,lion] [--roun
 
 import argparse
 import os
+import sys
 import time
 
 import jax
@@ -139,6 +140,7 @@ def main(argv=None):
   parser.add_argument("--quick", action="store_true", help="small trees and few rounds (a smoke run)")
   parser.add_argument("--optimizers", default="", help="comma-separated names (default: all)")
   parser.add_argument("--rounds", type=int, default=7)
+  parser.add_argument("--params", type=int, default=15_000_000, help="size of the transformer-like tree")
   parser.add_argument("--out", default=RESULTS_DIR)
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
@@ -147,10 +149,10 @@ def main(argv=None):
     trees = {"transformer-like": transformer_like_tree(200_000, layers=2), "50 small leaves": many_small_leaves(50)}
     rounds = 2
   else:
-    trees = {"transformer-like": transformer_like_tree(), "500 small leaves": many_small_leaves(500)}
+    trees = {"transformer-like": transformer_like_tree(args.params), "500 small leaves": many_small_leaves(500)}
     rounds = args.rounds
   rows = measure(names, trees, rounds, progress=not args.no_progress)
-  command = "python -m benchmarks.step_cost" + (" --quick" if args.quick else "")
+  command = "python -m benchmarks.step_cost " + " ".join(argv if argv is not None else sys.argv[1:])
   text = table(rows, command)
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "step_cost.md"), "w") as f:
