@@ -186,6 +186,19 @@ def test_state_is_stable_under_lax_cond(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_state_does_not_alias_params_so_steps_can_donate_both(name):
+  spec = spec_of(name)
+  tx = spec.build()
+  params = QUADRATIC.init(jnp.float32)
+  state = tx.init(params)
+  param_ids = {id(x) for x in jax.tree.leaves(params)}
+  state_leaves = jax.tree.leaves(state)
+  assert not [x.shape for x in state_leaves if id(x) in param_ids], f"{name}: init returns params as state"
+  step = jax.jit(lambda p, s: harness.step(spec, tx, QUADRATIC, p, s)[:2], donate_argnums=(0, 1))
+  step(params, state)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_chains_with_optax_and_ignores_unknown_extra_inputs(name):
   spec = spec_of(name)
   tx = optax.chain(optax.clip_by_global_norm(100.0), spec.build(), optax.scale(1.0))

@@ -9,7 +9,7 @@ import optax
 from gradtx._src.core import errors, keys, validate
 from gradtx._src.core.hyperparams import resolve
 from gradtx._src.core.moments import ema, init_moment
-from gradtx._src.core.tree import check_matching, compute_dtype
+from gradtx._src.core.tree import check_matching, compute_dtype, scalar_dtype
 from gradtx._src.curvature.diag_source import hessian_diag_source
 from gradtx._src.curvature.probes import PROBES
 
@@ -24,9 +24,6 @@ class ScaleByOasisState(NamedTuple):
   key: jax.Array  # raw PRNG key, split every step
 
 
-def _scalar_dtype(params: Any) -> Any:
-  leaves = jax.tree.leaves(params)
-  return jnp.result_type(jnp.float32, *[jnp.asarray(x).dtype for x in leaves])
 
 
 def _total(tree: Any) -> jax.Array:
@@ -101,10 +98,10 @@ def scale_by_oasis(
   seed = keys.as_key(key)
 
   def init_fn(params):
-    dt = _scalar_dtype(params)
+    dt = scalar_dtype(params)
     return ScaleByOasisState(
         count=jnp.zeros([], jnp.int32),
-        w_prev=jax.tree.map(jnp.asarray, params),
+        w_prev=jax.tree.map(jnp.copy, params),  # a copy: steps that donate params and state must not alias
         g_prev=init_moment(params),
         d=init_moment(params),
         eta_prev=jnp.zeros([], dt),

@@ -8,7 +8,7 @@ import optax
 
 from gradtx._src.core import errors, validate
 from gradtx._src.core.hyperparams import resolve
-from gradtx._src.core.tree import check_matching, compute_dtype, global_sq_norm
+from gradtx._src.core.tree import check_matching, compute_dtype, global_sq_norm, scalar_dtype
 
 
 class ScaleByDogState(NamedTuple):
@@ -18,8 +18,6 @@ class ScaleByDogState(NamedTuple):
   sum_sq_norms: Any  # G = sum of squared gradient norms: a scalar, or one per leaf
 
 
-def _scalar_dtype(params: Any) -> Any:
-  return jnp.result_type(jnp.float32, *[jnp.asarray(p).dtype for p in jax.tree.leaves(params)])
 
 
 def _leaf_sq_norm(x: jax.Array) -> jax.Array:
@@ -74,7 +72,7 @@ def scale_by_dog(
   validate.non_negative("eps", eps)
 
   def init_fn(params):
-    dt = _scalar_dtype(params)
+    dt = scalar_dtype(params)
 
     def scalars():  # a fresh buffer per field: state leaves must not alias (buffer donation)
       if layerwise:

@@ -8,7 +8,7 @@ import optax
 
 from gradtx._src.core import errors, validate
 from gradtx._src.core.hyperparams import power, resolve
-from gradtx._src.core.tree import check_matching
+from gradtx._src.core.tree import check_matching, scalar_dtype
 
 PRECONDITIONERS = ("adagrad", "adam")
 
@@ -88,7 +88,7 @@ def scale_by_sania(
     # Every scalar in one dtype (float32 for float32 grads), so that Python-float and array
     # hyperparameters (optax.inject_hyperparams) give the same rounding: tau = 1 - sqrt(1 - 2c)
     # amplifies it near 2c = 1.
-    dt = jnp.result_type(jnp.float32, *[g.dtype for g in jax.tree.leaves(updates)])
+    dt = scalar_dtype(updates)
     e = jnp.asarray(resolve(eps, state.count), dt)
     t = state.count + 1
     if preconditioner == "adagrad":
