@@ -84,3 +84,35 @@ def compare_leafwise(tx, reference, loss, init, steps=50, rtol=1e-10):
       if not np.all(err <= rtol):
         raise AssertionError(f"step {t + 1}, leaf {k!r}: relative error {err.max():.3g} > {rtol:g}")
   return params
+
+
+def assert_finite_on_extreme_gradients(tx, scale):
+  """Four jitted steps on rank-one gradients of size ``scale`` (0, tiny, huge) keep every value finite."""
+  import jax
+
+  rng = np.random.default_rng(3)
+  u_, v_ = rng.standard_normal((6, 1)), rng.standard_normal((1, 4))
+  params = {"w": jnp.zeros((6, 4), jnp.float32), "b": jnp.zeros((4,), jnp.float32)}
+  state = tx.init(params)
+  step = jax.jit(tx.update)
+  for k in range(4):
+    g = {"w": jnp.asarray(scale * (k + 1) * u_ @ v_, jnp.float32), "b": jnp.full((4,), scale, jnp.float32)}
+    u, state = step(g, state, params)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves((u, state)))
+
+
+def float32_losses(tx, steps=1000):
+  """Initial loss and the loss after every step of ``tx`` on float32 least squares (one scan)."""
+  import jax
+  import optax
+
+  loss, init = least_squares()
+  p0 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), init)
+
+  def body(c, _):
+    p, s = c
+    u, s = tx.update(jax.grad(loss)(p), s, p)
+    return (optax.apply_updates(p, u), s), loss(p)
+
+  _, losses = jax.jit(lambda p: jax.lax.scan(body, (p, tx.init(p)), None, length=steps))(p0)
+  return float(loss(p0)), np.asarray(losses)

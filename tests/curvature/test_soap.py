@@ -4,13 +4,17 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from gradtx._src.curvature.soap import scale_by_soap
 from gradtx._src.moments.scale_by_adam import scale_by_adam
 from gradtx._src.optimizers.kronecker import soap
-from tests.curvature.kronecker_problems import PROBLEMS, compare_leafwise
+from tests.curvature.kronecker_problems import (
+  PROBLEMS,
+  assert_finite_on_extreme_gradients,
+  compare_leafwise,
+  float32_losses,
+)
 from tests.reference import kronecker_ref as ref
 
 # SOAP's first basis is eigh of the first statistics. Where those are rank deficient the basis of
@@ -101,31 +105,13 @@ def test_basis_stays_orthonormal_and_sorted_after_refreshes():
 
 @pytest.mark.parametrize("scale", [0.0, 1e-20, 1e15])  # float32 squares overflow above ~1e19
 def test_zero_rank_deficient_and_extreme_gradients_stay_finite(scale):
-  rng = np.random.default_rng(3)
-  u_, v_ = rng.standard_normal((6, 1)), rng.standard_normal((1, 4))
-  params = {"w": jnp.zeros((6, 4), jnp.float32), "b": jnp.zeros((4,), jnp.float32)}
-  tx = soap(0.1, precondition_frequency=1)
-  state = tx.init(params)
-  step = jax.jit(tx.update)
-  for k in range(4):
-    g = {"w": jnp.asarray(scale * (k + 1) * u_ @ v_, jnp.float32), "b": jnp.full((4,), scale, jnp.float32)}
-    u, state = step(g, state, params)
-    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves((u, state)))
+  assert_finite_on_extreme_gradients(soap(0.1, precondition_frequency=1), scale)
 
 
 def test_float32_stays_finite_for_1000_steps():
-  loss, init = PROBLEMS["least_squares"]()
-  p0 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), init)
-  tx = soap(0.01, precondition_frequency=5)
-
-  def body(c, _):
-    p, s = c
-    u, s = tx.update(jax.grad(loss)(p), s, p)
-    return (optax.apply_updates(p, u), s), loss(p)
-
-  _, losses = jax.jit(lambda p: jax.lax.scan(body, (p, tx.init(p)), None, length=1000))(p0)
-  assert np.all(np.isfinite(np.asarray(losses)))
-  assert float(losses[-1]) < 0.5 * float(loss(p0))
+  initial, losses = float32_losses(soap(0.01, precondition_frequency=5))
+  assert np.all(np.isfinite(losses))
+  assert float(losses[-1]) < 0.5 * initial
 
 
 @pytest.mark.parametrize(
