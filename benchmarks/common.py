@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results")
+# GRADTX_RESULTS_DIR redirects every benchmark's output (benchmarks/gpu.sh writes the GPU run beside the CPU one).
+RESULTS_DIR = os.environ.get("GRADTX_RESULTS_DIR") or os.path.join(os.path.dirname(__file__), "results")
 
 
 def transformer_like_tree(total_params: int = 15_000_000, layers: int = 12, seed: int = 0) -> dict:
@@ -121,10 +122,12 @@ def make_step(tx: optax.GradientTransformation) -> Callable[..., Any]:
 class Timing:
   name: str
   seconds: list[float]
+  compile_seconds: float = float("nan")
+  error: str | None = None
 
   @property
   def median(self) -> float:
-    return statistics.median(self.seconds)
+    return statistics.median(self.seconds) if self.seconds else float("nan")
 
 
 def time_interleaved(
@@ -134,17 +137,29 @@ def time_interleaved(
     *,
     rounds: int = 15,
     steps_per_round: int = 5,
+    record_errors: bool = False,
 ) -> dict[str, Timing]:
-  """Median seconds per step of each candidate, timed in interleaved rounds."""
-  runs = {}
+  """Median seconds per step of each candidate, timed in interleaved rounds.
+
+  Each step is compiled ahead of time (its compile time is kept in ``Timing.compile_seconds``) and
+  warmed up once. With ``record_errors``, a candidate that fails to build, compile or step is
+  dropped with its error in ``Timing.error`` instead of aborting the others.
+  """
+  runs, timings = {}, {name: Timing(name, []) for name in candidates}
   for name, tx in candidates.items():
-    step = make_step(tx)
-    p = jax.tree.map(jnp.copy, params)
-    s = tx.init(p)
-    p, s = step(p, s, grads)  # compile and warm up
-    jax.block_until_ready((p, s))
-    runs[name] = [step, p, s]
-  timings = {name: Timing(name, []) for name in candidates}
+    try:
+      p = jax.tree.map(jnp.copy, params)
+      s = tx.init(p)
+      start = time.perf_counter()
+      step = make_step(tx).lower(p, s, grads).compile()
+      timings[name].compile_seconds = time.perf_counter() - start
+      p, s = step(p, s, grads)  # warm up
+      jax.block_until_ready((p, s))
+      runs[name] = [step, p, s]
+    except Exception as e:
+      if not record_errors:
+        raise
+      timings[name].error = f"{type(e).__name__}: {e}".splitlines()[0][:160]
   for _ in range(rounds):
     for name, run in runs.items():
       step, p, s = run

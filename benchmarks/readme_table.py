@@ -31,7 +31,11 @@ SECTIONS = {
     "kronecker": "kronecker.md",
     "geometry": "geometry.md",
     "estimators": "estimators.md",
+    "gpu": "gpu/",
 }
+
+# The GPU run (benchmarks/gpu.sh) writes these beside its log, in this order.
+GPU_RESULTS = ("step_overhead.md", "curvature.md", "geometry_full.md", "clip_noise.md", "step_cost.md", "kronecker.md")
 
 
 def optimizer_table() -> str:
@@ -67,11 +71,29 @@ def state_memory_table() -> str:
   return "\n".join(lines) + "\n"
 
 
+def gpu_content(folder: str) -> str | None:
+  """The GPU run's tables, headed by the date and device its log recorded."""
+  log = os.path.join(folder, "gpu.log")
+  if not os.path.exists(log):
+    return None
+  with open(log) as f:
+    date, device, versions = (f.readline().strip() for _ in range(3))
+  parts = [f"GPU run of `benchmarks/gpu.sh` on {date}: {device}; {versions.split(' [')[0]}.\n"]
+  for name in GPU_RESULTS:
+    path = os.path.join(folder, name)
+    if os.path.exists(path):
+      with open(path) as f:
+        parts.append(f.read())
+  return "\n".join(parts)
+
+
 def section_content(name: str) -> str | None:
   source = SECTIONS[name]
   if source is None:
     return optimizer_table()
   path = os.path.join(RESULTS, source)
+  if source.endswith("/"):
+    return gpu_content(path)
   if not os.path.exists(path):
     return None
   with open(path) as f:

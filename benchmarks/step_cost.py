@@ -24,7 +24,7 @@ from tqdm import tqdm
 import gradtx
 from benchmarks.common import RESULTS_DIR, many_small_leaves, time_interleaved, transformer_like_tree, tree_size
 
-# Registry entries whose algorithm optax also has (same defaults as the registry's test kwargs).
+# Registry entries whose algorithm optax also has (same settings as the registry's race kwargs).
 OPTAX_EQUIVALENTS = {
     "adam": lambda kw: optax.adam(kw["learning_rate"]),
     "adamw": lambda kw: optax.adamw(kw["learning_rate"], weight_decay=kw.get("weight_decay", 1e-2)),
@@ -62,50 +62,47 @@ def state_bytes_per_param(tx, params) -> float:
   return total / tree_size(params)
 
 
-def compile_seconds(tx, params, grads) -> float:
-  def step(p, s, g):
-    u, s = tx.update(g, s, p)
-    return optax.apply_updates(p, u), s
+def measure(names, trees, rounds, progress=True, on_family=None):
+  """Rows of the table: each family's entries timed side by side with the two Adam baselines.
 
-  state = jax.eval_shape(tx.init, params)
-  start = time.perf_counter()
-  jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads).compile()
-  return time.perf_counter() - start
-
-
-def measure(names, trees, rounds, progress=True):
+  Grouping by family keeps the baselines in the same interleaved run as the entries they are
+  compared with, and compiles them once per family instead of once per entry.
+  """
+  families: dict[str, list[str]] = {}
+  for name in names:
+    families.setdefault(gradtx.get_spec(name).family, []).append(name)
   rows = []
-  bar = tqdm(total=len(names) * len(trees), desc="step cost", unit="case", disable=not progress)
+  bar = tqdm(total=len(names) * len(trees), desc="step cost", unit="entry", disable=not progress)
   for case, tree in trees.items():
     grads = jax.tree.map(lambda x: 1e-3 * jnp.ones_like(x), tree)
-    adam_ref = {"gradtx.adam": gradtx.adam(1e-3), "optax.adam": optax.adam(1e-3)}
-    optax_compile = compile_seconds(adam_ref["optax.adam"], tree, grads)
-    for name in names:
-      bar.set_postfix_str(f"{case}: {name}")
-      spec = gradtx.get_spec(name)
-      tx = _with_extra_inputs(spec, spec.build())
-      candidates = {**adam_ref, name: tx}
-      if name in OPTAX_EQUIVALENTS:
-        candidates[f"optax.{name}"] = OPTAX_EQUIVALENTS[name](spec.test_kwargs)
-      try:
-        timings = time_interleaved(candidates, tree, grads, rounds=rounds, steps_per_round=2)
-        row = {
-            "case": case,
-            "name": name,
-            "family": spec.family,
-            "ms": timings[name].median * 1e3,
-            "vs_gradtx_adam": timings[name].median / timings["gradtx.adam"].median,
-            "vs_optax_adam": timings[name].median / timings["optax.adam"].median,
-            "vs_optax_same": (
-                timings[name].median / timings[f"optax.{name}"].median if f"optax.{name}" in timings else None
-            ),
-            "state_bytes": state_bytes_per_param(tx, tree),
-            "compile_ratio": compile_seconds(tx, tree, grads) / optax_compile,
-        }
-      except Exception as e:  # report, do not abort the suite
-        row = {"case": case, "name": name, "family": spec.family, "error": f"{type(e).__name__}: {e}"[:120]}
-      rows.append(row)
-      bar.update()
+    for family, members in families.items():
+      bar.set_postfix_str(f"{case}: {family}")
+      candidates = {"gradtx.adam": gradtx.adam(1e-3), "optax.adam": optax.adam(1e-3)}
+      for name in members:
+        spec = gradtx.get_spec(name)
+        candidates[name] = _with_extra_inputs(spec, spec.factory(**spec.race_kwargs))
+        if name in OPTAX_EQUIVALENTS:
+          candidates[f"optax.{name}"] = OPTAX_EQUIVALENTS[name](spec.race_kwargs)
+      t = time_interleaved(candidates, tree, grads, rounds=rounds, steps_per_round=2, record_errors=True)
+      base, ref = t["gradtx.adam"], t["optax.adam"]
+      for name in members:
+        row = {"case": case, "name": name, "family": family}
+        if t[name].error:
+          row["error"] = t[name].error
+        else:
+          same = t.get(f"optax.{name}")
+          row.update(
+              ms=t[name].median * 1e3,
+              vs_gradtx_adam=t[name].median / base.median,
+              vs_optax_adam=t[name].median / ref.median,
+              vs_optax_same=t[name].median / same.median if same is not None and not same.error else None,
+              state_bytes=state_bytes_per_param(candidates[name], tree),
+              compile_ratio=t[name].compile_seconds / ref.compile_seconds,
+          )
+        rows.append(row)
+        bar.update()
+      if on_family is not None:
+        on_family(rows)
   bar.close()
   return rows
 
@@ -151,13 +148,17 @@ def main(argv=None):
   else:
     trees = {"transformer-like": transformer_like_tree(args.params), "500 small leaves": many_small_leaves(500)}
     rounds = args.rounds
-  rows = measure(names, trees, rounds, progress=not args.no_progress)
   command = "python -m benchmarks.step_cost " + " ".join(argv if argv is not None else sys.argv[1:])
-  text = table(rows, command)
   os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, "step_cost.md"), "w") as f:
-    f.write(text)
-  print(text)
+  path = os.path.join(args.out, "step_cost.md")
+
+  def save(rows):  # after every family, so an interrupted run keeps what it measured
+    with open(path, "w") as f:
+      f.write(table(rows, command))
+
+  rows = measure(names, trees, rounds, progress=not args.no_progress, on_family=save)
+  save(rows)
+  print(table(rows, command))
 
 
 if __name__ == "__main__":
