@@ -8,8 +8,8 @@
 # Every stage has its own time limit, so one slow or failing stage never costs the others their
 # figures; each writes its Markdown table (and plot) into OUT_DIR, and the log says which failed.
 # Stages, most important first: Adam step overhead, curvature oracles, Newton-Schulz against a
-# matmul (the issue sizes), clipping and noise, the step cost of every registry entry (written
-# after each family, so a cut-off run keeps what it measured), and the Kronecker preconditioners.
+# matmul (the issue sizes), the Kronecker preconditioners, clipping and noise, and the step cost of
+# every registry entry (written after each family, so a cut-off run keeps what it measured).
 set -u
 cd "$(dirname "$0")/.."
 out=${1:-benchmarks/results/gpu}
@@ -39,10 +39,10 @@ stage() {  # stage SECONDS MODULE [ARGS...]
 
 stage 60 step_overhead
 stage 60 curvature
-stage 90 geometry --full
-stage 60 clip_noise
-stage 240 step_cost --rounds 5 --no-progress
-stage 90 kronecker --total-params 4000000 --rounds 5
+stage 60 geometry --full
+stage 100 kronecker --total-params 4000000 --rounds 5
+stage 90 clip_noise --params 2000000
+stage 170 step_cost --rounds 3 --no-progress
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "failed or cut off: ${failed[*]}" | tee -a "$log"

@@ -84,6 +84,8 @@ def gpu_content(folder: str) -> str | None:
     if os.path.exists(path):
       with open(path) as f:
         parts.append(f.read())
+  if os.path.exists(os.path.join(folder, "step_overhead.png")):
+    parts.append("![GPU step overhead](benchmarks/results/gpu/step_overhead.png)\n")
   return "\n".join(parts)
 
 
