@@ -8,6 +8,7 @@ import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import gradtx.privacy as gp
@@ -138,3 +139,48 @@ def test_poisson_batches_are_reproducible_resumable_and_never_truncated():
     list(gp.poisson_batches(100, 0.5, 10, key=0, steps=3))
   with pytest.raises(ValueError, match="sampling_rate"):
     next(gp.poisson_batches(100, 0.0, 10, key=0))
+
+
+@pytest.mark.parametrize("kind", ["rdp", "pld"])
+def test_changing_noise_multiplier_matches_a_direct_composition(kind):
+  q, delta = 0.02, 1e-5
+  segments = [(300, 2.0), (200, 1.0), (150, 1.5)]
+  if kind == "rdp":
+    acc = dp_accounting.rdp.RdpAccountant()
+  else:
+    acc = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-3)
+  for n, sigma in [(300, 2.0), (200, 1.0), (100, 1.5)]:  # the first 600 steps
+    acc.compose(dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), n)
+  expected = acc.get_epsilon(delta)
+  got = gp.PrivacyAccountant(segments, q, delta, accountant=kind, value_discretization_interval=1e-3).epsilon(600)
+  assert math.isclose(got, expected, rel_tol=1e-9)
+  # a schedule step -> sigma with the same values gives the same events
+  schedule = optax.piecewise_constant_schedule(2.0, {300: 0.5, 500: 1.5})
+  got = gp.PrivacyAccountant(schedule, q, delta, accountant=kind, value_discretization_interval=1e-3).epsilon(600)
+  assert math.isclose(got, expected, rel_tol=1e-9)
+
+
+def test_changing_noise_multiplier_special_cases_and_monotonicity():
+  q, delta = 0.01, 1e-5
+  flat = gp.compute_epsilon(1.1, q, 800, delta)
+  assert math.isclose(gp.compute_epsilon([(500, 1.1), (300, 1.1)], q, 800, delta), flat, rel_tol=1e-12)
+  assert math.isclose(gp.compute_epsilon(lambda t: 1.1, q, 800, delta), flat, rel_tol=1e-12)
+  base = [(400, 1.0), (400, 2.0)]
+  eps = gp.compute_epsilon(base, q, 800, delta)
+  assert gp.compute_epsilon(base, q, 400, delta) < eps  # grows with steps
+  assert gp.compute_epsilon([(400, 1.2), (400, 2.0)], q, 800, delta) < eps  # shrinks with sigma
+  assert gp.compute_epsilon([(400, 1.0), (400, 2.5)], q, 800, delta) < eps
+  # per-step schedule (one event per distinct value) equals the explicit composition
+  decay = lambda t: 1.0 + 0.01 * np.asarray(t)  # noqa: E731
+  acc = dp_accounting.rdp.RdpAccountant()
+  for t in range(30):
+    acc.compose(dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(1.0 + 0.01 * t)))
+  assert math.isclose(gp.compute_epsilon(decay, q, 30, delta), acc.get_epsilon(delta), rel_tol=1e-9)
+  with pytest.raises(ValueError, match="exceeds"):
+    gp.compute_epsilon(base, q, 801, delta)
+  with pytest.raises(ValueError, match="noise_multiplier"):
+    gp.PrivacyAccountant([(10, 0.0)], q, delta)
+  with pytest.raises(ValueError, match="pairs"):
+    gp.PrivacyAccountant([1.0, 2.0], q, delta)
+  with pytest.raises(ValueError, match="schedule"):
+    gp.compute_epsilon(lambda t: 0.0 * np.asarray(t), q, 10, delta)

@@ -153,3 +153,63 @@ class DpFtrl:
     noise = tree_prefix_noise(t, lambda level, j: self.node(epoch, level, j))
     self.count += 1
     return {k: self.anchor[k] - self.lr * (self.sum[k] + self.sigma * self.c * noise[k]) / self.b for k in params}
+
+
+def toeplitz_lower(coefficients, n):
+  """The n x n lower-triangular Toeplitz matrix with first column ``coefficients`` (zero-padded or cut to n)."""
+  c = np.zeros(n)
+  k = min(n, len(coefficients))
+  c[:k] = np.asarray(coefficients, np.float64)[:k]
+  i, j = np.indices((n, n))
+  return np.where(i >= j, c[np.clip(i - j, 0, n - 1)], 0.0)
+
+
+def banded_noise(coefficients, w, banded):
+  """Correlated noise zeta = C^{-1} w for the first len(w) steps (matrix form, by a linear solve).
+
+  ``w``: list of per-step noise draws (dicts of arrays, already scaled by sigma C_clip).
+  ``banded="strategy"``: C is the banded Toeplitz matrix of ``coefficients`` (BandMF), zeta = solve(C, w).
+  ``banded="correlation"``: C^{-1} is the banded Toeplitz matrix of ``coefficients``, zeta = C^{-1} w.
+  Returns zeta_t (the last step) as a dict.
+  """
+  n = len(w)
+  m = toeplitz_lower(coefficients, n)
+  out = {}
+  for k in w[0]:
+    stacked = np.stack([x[k].reshape(-1) for x in w])  # (n, d)
+    zeta = np.linalg.solve(m, stacked) if banded == "strategy" else m @ stacked
+    out[k] = zeta[-1].reshape(w[0][k].shape)
+  return out
+
+
+def noise_covariance(coefficients, n, banded, std):
+  """Cov(zeta_1..zeta_n) per coordinate: std^2 C^{-1} C^{-T}."""
+  m = toeplitz_lower(coefficients, n)
+  inv = np.linalg.inv(m) if banded == "strategy" else m
+  return std**2 * inv @ inv.T
+
+
+class DpBanded:
+  """SGD (heavy-ball momentum, dampening 0) on (x_t + (C^{-1} w)_t) / D with w_t = sigma C_clip z_t."""
+
+  def __init__(self, lr, l2_clip, noise_multiplier, denominator, coefficients, banded, momentum=0.0, mask=None):
+    self.c, self.sigma, self.d, self.coefs, self.banded, self.mask = (
+        l2_clip, noise_multiplier, denominator, coefficients, banded, mask)
+    self.sgd = DpSgd(lr, momentum)
+    self.w = []
+
+  def step(self, params, per_example, z):
+    self.w.append({k: self.sigma * self.c * z[k] for k in z})
+    zeta = banded_noise(self.coefs, self.w, self.banded)
+    zero = {k: np.zeros_like(v) for k, v in z.items()}
+    x = dp_aggregate(per_example, zero, self.c, 0.0, 1.0, self.mask)
+    d = self.d if self.d is not None else max(np.sum(self.mask) if self.mask is not None else
+                                               next(iter(per_example.values())).shape[0], 1.0)
+    return self.sgd.step(params, {k: (x[k] + zeta[k]) / d for k in x})
+
+
+def prefix_sum_error(coefficients, n):
+  """max column norm(C)^2 * ||A C^{-1}||_F^2 for A the n x n prefix-sum matrix, with dense matrices."""
+  c = toeplitz_lower(coefficients, n)
+  a = np.tril(np.ones((n, n)))
+  return np.max(np.sum(c * c, axis=0)) * np.sum((a @ np.linalg.inv(c)) ** 2)

@@ -13,6 +13,8 @@ from typing import Any
 import jax
 
 from gradtx._src.privacy.dp_aggregate import DpAggregateState
+from gradtx._src.privacy.dp_banded_aggregate import DpBandedAggregateState
+from gradtx._src.privacy.dp_tree_aggregate import DpTreeAggregateState
 
 ACCOUNTANTS = ("rdp", "pld")
 
@@ -69,7 +71,11 @@ class PrivacyAccountant:
   ``"pld"`` composes discretised privacy-loss distributions (tighter, slower).
 
   Args:
-    noise_multiplier: :math:`\sigma`, > 0.
+    noise_multiplier: :math:`\sigma`, > 0; or a noise multiplier that changes over the run:
+      a sequence of ``(steps, sigma)`` segments run in order (e.g. ``[(1000, 2.0), (9000,
+      1.1)]``), or a schedule ``step -> sigma`` (0-based, e.g. an ``optax`` schedule). The
+      steps of equal :math:`\sigma` compose as one ``SelfComposedDpEvent`` each, and the
+      segments as a ``ComposedDpEvent``.
     sampling_rate: :math:`q = \text{expected batch size} / N`, in (0, 1] (1: full batch).
     delta: the target :math:`\delta`, in (0, 1).
     accountant: ``"rdp"`` or ``"pld"``.
@@ -95,10 +101,12 @@ class PrivacyAccountant:
   Notes:
     The guarantee assumes Poisson sampling (see :func:`gradtx.privacy.poisson_batches`). Shuffled
     fixed-size batches are not covered: reporting this epsilon for them can understate the loss
-    (Chua et al., "How Private are DP-SGD Implementations?", arXiv:2403.17673). A noise
-    multiplier that changes over steps (a schedule) is not accounted here; compose the events
-    with :meth:`event` per phase instead. Correlated-noise mechanisms (DP-FTRL) are not
-    accounted by this class.
+    (Chua et al., "How Private are DP-SGD Implementations?", arXiv:2403.17673). A schedule is
+    evaluated at every step and grouped into runs of equal :math:`\sigma`; one that changes at
+    every step builds one event per step (slow with ``"pld"`` for long runs: prefer segments).
+    Asking for more steps than the segments cover raises. Correlated-noise mechanisms are
+    accounted by :func:`gradtx.privacy.tree_aggregation_epsilon` and
+    :func:`gradtx.privacy.banded_epsilon`.
   """
 
   noise_multiplier: float
@@ -109,7 +117,12 @@ class PrivacyAccountant:
   value_discretization_interval: float = 1e-4
 
   def __post_init__(self):
-    _check("PrivacyAccountant: noise_multiplier", self.noise_multiplier, 0.0, math.inf, left_open=True, right_open=True)
+    if isinstance(self.noise_multiplier, (list, tuple)):
+      object.__setattr__(self, "noise_multiplier", _as_segments(self.noise_multiplier))
+    elif not callable(self.noise_multiplier):
+      _check(
+          "PrivacyAccountant: noise_multiplier", self.noise_multiplier, 0.0, math.inf, left_open=True, right_open=True
+      )
     _check("PrivacyAccountant: sampling_rate", self.sampling_rate, 0.0, 1.0, left_open=True, right_open=False)
     _check("PrivacyAccountant: delta", self.delta, 0.0, 1.0, left_open=True, right_open=True)
     if self.accountant not in ACCOUNTANTS:
@@ -124,8 +137,15 @@ class PrivacyAccountant:
     )
 
   def event(self, steps: Any) -> Any:
-    """The ``dp_accounting`` event of ``steps`` Poisson-subsampled Gaussian steps."""
-    return _event(_dp_accounting(), self.noise_multiplier, self.sampling_rate, _steps(steps))
+    """The ``dp_accounting`` event of the first ``steps`` Poisson-subsampled Gaussian steps."""
+    steps = _steps(steps)
+    dpa = _dp_accounting()
+    if not isinstance(self.noise_multiplier, tuple) and not callable(self.noise_multiplier):
+      return _event(dpa, self.noise_multiplier, self.sampling_rate, steps)
+    parts = _run_lengths(self.noise_multiplier, steps)
+    if len(parts) == 1:
+      return _event(dpa, parts[0][1], self.sampling_rate, parts[0][0])
+    return dpa.ComposedDpEvent([_event(dpa, sigma, self.sampling_rate, n) for n, sigma in parts])
 
   def epsilon(self, steps: Any) -> float:
     """Epsilon at ``self.delta`` after ``steps`` steps (an int, or an optimizer state: its DP step count)."""
@@ -144,6 +164,64 @@ def _event(dpa, sigma: float, q: float, steps: int) -> Any:
   gaussian = dpa.GaussianDpEvent(sigma)
   one = gaussian if q == 1.0 else dpa.PoissonSampledDpEvent(q, gaussian)
   return dpa.SelfComposedDpEvent(one, steps)
+
+
+def _as_segments(segments: Any) -> tuple[tuple[int, float], ...]:
+  out = []
+  for seg in segments:
+    try:
+      n, sigma = seg
+    except (TypeError, ValueError):
+      raise ValueError(
+          f"PrivacyAccountant: noise_multiplier segments must be (steps, noise_multiplier) pairs, got {seg!r}."
+      ) from None
+    if isinstance(n, bool) or int(n) != n or int(n) < 0:
+      raise ValueError(f"PrivacyAccountant: the steps of a noise_multiplier segment must be an int >= 0, got {n!r}.")
+    sigma = _check("PrivacyAccountant: noise_multiplier", sigma, 0.0, math.inf, left_open=True, right_open=True)
+    out.append((int(n), sigma))
+  if not out:
+    raise ValueError("PrivacyAccountant: noise_multiplier segments must not be empty.")
+  return tuple(out)
+
+
+def _schedule_values(schedule: Any, steps: int) -> list[float]:
+  import numpy as np  # noqa: PLC0415
+
+  try:
+    array = np.broadcast_to(np.asarray(schedule(np.arange(steps)), np.float64), (steps,))
+  except Exception:  # noqa: BLE001 - a schedule that does not vectorise: one call per step
+    array = np.asarray([float(schedule(t)) for t in range(steps)], np.float64)
+  values = [float(v) for v in array]
+  for t, v in enumerate(values):
+    if not v > 0 or math.isinf(v):
+      raise ValueError(f"PrivacyAccountant: noise_multiplier schedule must be > 0 and finite, got {v!r} at step {t}.")
+  return values
+
+
+def _run_lengths(noise_multiplier: Any, steps: int) -> list[tuple[int, float]]:
+  """The first ``steps`` steps as runs ``(length, sigma)`` of equal noise multiplier."""
+  if isinstance(noise_multiplier, tuple):
+    total = sum(n for n, _ in noise_multiplier)
+    if steps > total:
+      raise ValueError(
+          f"PrivacyAccountant: steps={steps} exceeds the {total} steps the noise_multiplier segments cover."
+      )
+    values = []
+    left = steps
+    for n, sigma in noise_multiplier:
+      take = min(n, left)
+      if take:
+        values.append((take, sigma))
+      left -= take
+  else:
+    values = [(1, v) for v in _schedule_values(noise_multiplier, steps)]
+  runs: list[tuple[int, float]] = []
+  for n, sigma in values:
+    if runs and runs[-1][1] == sigma:
+      runs[-1] = (runs[-1][0] + n, sigma)
+    else:
+      runs.append((n, sigma))
+  return runs or [(0, 1.0)]
 
 
 def _make_accountant(dpa, kind: str, neighboring: str, interval: float) -> Any:
@@ -249,11 +327,13 @@ def calibrate_noise_multiplier(
 
 
 def dp_steps(opt_state: Any) -> int:
-  """The number of private releases recorded in an optimizer state (its :class:`DpAggregateState` count).
+  """The number of private releases recorded in an optimizer state (its private aggregation's count).
 
   Args:
-    opt_state: the state of a chain containing :func:`gradtx.privacy.dp_aggregate` (e.g. of
-      :func:`gradtx.dp_sgd`), possibly wrapped by ``optax.inject_hyperparams`` or flax.
+    opt_state: the state of a chain containing :func:`gradtx.privacy.dp_aggregate`,
+      :func:`gradtx.privacy.dp_banded_aggregate` or :func:`gradtx.privacy.dp_tree_aggregate`
+      (e.g. of :func:`gradtx.dp_sgd` or :func:`gradtx.dp_ftrl`), possibly wrapped by
+      ``optax.inject_hyperparams`` or flax.
 
   Returns:
     The step count, an int.
@@ -261,12 +341,13 @@ def dp_steps(opt_state: Any) -> int:
   Example:
     >>> eps = accountant.epsilon(gradtx.privacy.dp_steps(opt_state))
   """
-  found = [
-      x for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, DpAggregateState))
-      if isinstance(x, DpAggregateState)
-  ]
+  kinds = (DpAggregateState, DpBandedAggregateState, DpTreeAggregateState)
+  found = [x for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, kinds)) if isinstance(x, kinds)]
   if not found:
-    raise ValueError("dp_steps: the optimizer state holds no DpAggregateState (no dp_aggregate in the chain).")
+    raise ValueError(
+        "dp_steps: the optimizer state holds no DpAggregateState, DpBandedAggregateState or DpTreeAggregateState "
+        "(no private aggregation in the chain)."
+    )
   counts = {int(s.count) for s in found}
   if len(counts) > 1:
     raise ValueError(f"dp_steps: the state holds several dp_aggregate states with different counts {sorted(counts)}.")
@@ -304,8 +385,9 @@ def tree_aggregation_epsilon(
   Notes:
     The neighbouring relation is ``dp_accounting``'s ``REPLACE_SPECIAL`` (one example's
     contribution replaced by a special zero one), the relation of Kairouz et al.'s analysis.
-    Only RDP: ``dp_accounting``'s PLD accountant does not support tree aggregation. Banded
-    matrix-factorisation mechanisms and multi-participation within one tree are not accounted.
+    Only RDP: ``dp_accounting``'s PLD accountant does not support tree aggregation.
+    Multi-participation within one tree is not accounted; banded matrix-factorisation noise is
+    accounted by :func:`gradtx.privacy.banded_epsilon`.
   """
   _check("tree_aggregation_epsilon: noise_multiplier", noise_multiplier, 0.0, math.inf, left_open=True, right_open=True)
   _check("tree_aggregation_epsilon: delta", delta, 0.0, 1.0, left_open=True, right_open=True)

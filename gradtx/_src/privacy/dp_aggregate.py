@@ -20,7 +20,8 @@ _EXAMPLE = "per_example_grads=gradtx.clipping.per_example_gradients(loss, params
 
 
 class DpAggregateState(NamedTuple):
-  count: jax.Array  # int32 number of private releases so far (the accountant's step count)
+  # int32 number of private releases so far (the accountant's step count)
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states
   key: jax.Array  # raw uint32[2] PRNG key, split once per update
 
 
@@ -30,7 +31,8 @@ def check_per_example(where: str, updates: Any, per_example_grads: Any) -> None:
   u_leaves = jax.tree.leaves(updates)
   g_leaves = jax.tree.leaves(per_example_grads)
   if (
-      jax.tree.structure(updates) == jax.tree.structure(per_example_grads)
+      # jaxlib ships no type stub for PyTreeDef, so mypy cannot see its __eq__.
+      jax.tree.structure(updates) == jax.tree.structure(per_example_grads)  # type: ignore[operator]
       and u_leaves
       and all(jnp.ndim(g) == jnp.ndim(u) for g, u in zip(g_leaves, u_leaves))
   ):

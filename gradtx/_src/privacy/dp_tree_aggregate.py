@@ -14,7 +14,8 @@ from gradtx._src.privacy.dp_aggregate import check_per_example, masked
 
 
 class DpTreeAggregateState(NamedTuple):
-  count: jax.Array  # int32 number of private releases so far
+  # int32 number of private releases so far
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states
   key: jax.Array  # raw uint32[2] base key; node noise is derived from it, never split
   noise: optax.Updates  # the noise of the current prefix sum (sum of its tree nodes), compute dtype
 

@@ -13,8 +13,10 @@ from gradtx._src.core import keys
 
 
 @functools.partial(jax.jit, static_argnums=(1, 3))
-def _draw(key: jax.Array, num_examples: int, sampling_rate: Any, max_batch_size: int):
+def _draw(key: jax.Array, num_examples: int, sampling_rate: Any, max_batch_size: int, group: Any = None):
   chosen = jax.random.uniform(key, (num_examples,)) < sampling_rate
+  if group is not None:
+    chosen = chosen & group
   (indices,) = jnp.nonzero(chosen, size=max_batch_size, fill_value=0)
   size = jnp.sum(chosen.astype(jnp.int32))
   return indices.astype(jnp.int32), jnp.arange(max_batch_size) < size, size
@@ -28,6 +30,7 @@ def poisson_batches(
     *,
     steps: int | None = None,
     start: int = 0,
+    partitions: int = 1,
 ) -> Iterator[tuple[jax.Array, jax.Array]]:
   r"""Poisson-sampled batches of example indices, padded to ``max_batch_size`` with a mask.
 
@@ -47,6 +50,12 @@ def poisson_batches(
     key: an int seed or PRNG key.
     steps: number of batches to yield; None: forever.
     start: index of the first step (to resume).
+    partitions: :math:`b`, >= 1. With :math:`b > 1` (cyclic Poisson sampling, for banded
+      matrix-factorisation noise with :math:`b` bands) every example is assigned once to one of
+      :math:`b` groups, independently and uniformly (from ``key``), and step :math:`t` samples
+      only group :math:`t \bmod b`, each of its examples with probability :math:`q`: the
+      expected batch size is :math:`qN/b` and an example's participations are at least
+      :math:`b` steps apart (see :func:`gradtx.privacy.banded_epsilon`).
 
   Returns:
     An iterator of ``(indices, mask)``: int32 and bool arrays of shape ``(max_batch_size,)``;
@@ -74,14 +83,19 @@ def poisson_batches(
     raise ValueError(f"poisson_batches: sampling_rate must be in (0, 1], got {sampling_rate!r}.")
   if steps is not None and (int(steps) != steps or steps < 0):
     raise ValueError(f"poisson_batches: steps must be an int >= 0 or None, got {steps!r}.")
+  if isinstance(partitions, bool) or int(partitions) != partitions or partitions < 1:
+    raise ValueError(f"poisson_batches: partitions must be an int >= 1, got {partitions!r}.")
   base = keys.as_key(key)
-  n, cap = int(num_examples), int(max_batch_size)
+  n, cap, parts = int(num_examples), int(max_batch_size), int(partitions)
+  # the group of each example, fixed for the run (its key folds in 2**32 - 1, a step never reached)
+  groups = None if parts == 1 else jax.random.randint(jax.random.fold_in(base, np.uint32(0xFFFFFFFF)), (n,), 0, parts)
   t = int(start)
   while steps is None or t < start + steps:
-    indices, mask, size = _draw(jax.random.fold_in(base, t), n, np.float32(q), cap)
+    group = None if groups is None else groups == t % parts
+    indices, mask, size = _draw(jax.random.fold_in(base, t), n, np.float32(q), cap, group)
     size = int(size)
     if size > cap:
-      mean, std = q * n, math.sqrt(q * n * (1.0 - q))
+      mean, std = q * n / parts, math.sqrt(q * n / parts * (1.0 - q))
       raise ValueError(
           f"poisson_batches: step {t} sampled {size} examples but max_batch_size is {cap}; the batch "
           f"cannot be truncated without breaking the privacy guarantee. Raise max_batch_size (the "
