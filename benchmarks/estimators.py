@@ -1,7 +1,8 @@
 """What sharpness-aware steps and backprop-free gradient estimators cost, as ratios in one run.
 
-1. Cost per training step of SAM, ASAM and GAM against their base (SGD with momentum), all
-   including the gradient evaluations they need (expect about 2x for SAM, 4x for GAM).
+1. Cost per training step of SAM, ASAM, SAM with m-sharpness and GAM against their base (SGD
+   with momentum), all including the gradient evaluations they need (expect about 2x for SAM,
+   4x for GAM); and the loss evaluations per step of the zeroth-order optimizers.
 2. A forward-gradient estimate (one ``jvp`` per tangent) against a reverse-mode
    ``jax.value_and_grad``, and a MeZO two-point estimate (two forward passes).
 3. Memory: peak compiled bytes (arguments + outputs + temporaries, from XLA's memory analysis) of
@@ -19,21 +20,53 @@ import statistics
 import time
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 
 from benchmarks.common import RESULTS_DIR, mlp_problem, ratio_table, write_result
 from gradtx._src.optimizers.moments import sgd
-from gradtx.estimators import forward_gradient_estimate, mezo
+from gradtx.estimators import (
+    deepzero,
+    forward_gradient_estimate,
+    forward_gradient_sgd,
+    function_evals_per_step,
+    mezo,
+    spsa,
+)
 from gradtx.sharpness import gam, sam
 
 
-def train_step(tx, loss, extra):
+def batch_loss_of(logits_fn_of_batch, batch):
+  """``loss(params, batch)``: the mean softmax cross-entropy, for m-sharpness's ``loss_fn=``."""
+
+  def loss(params, batch):
+    x, y = batch
+    logp = jax.nn.log_softmax(logits_fn_of_batch(params, x))
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=-1))
+
+  return loss
+
+
+def mlp_logits(params, x):
+  """The 3-layer tanh MLP of ``benchmarks.common.mlp_problem`` on inputs ``x``."""
+  h = x
+  for i in range(3):
+    h = h @ params[f"layer{i}"]["w"] + params[f"layer{i}"]["b"]
+    if i < 2:
+      h = jnp.tanh(h)
+  return h
+
+
+def train_step(tx, loss, extra, batch=None):
   """A jitted step: gradient, update with the extra inputs ``extra`` needs, apply."""
 
   def step(params, state):
     kwargs = {"grad_fn": jax.grad(loss)} if "grad_fn" in extra else {}
     if "obj_fn" in extra:
       kwargs["obj_fn"] = loss
+    if "batch" in extra:
+      kwargs.update(loss_fn=batch_loss_of(mlp_logits, batch), batch=batch)
     grads = None if "no_grad" in extra else jax.grad(loss)(params)
     updates, state = tx.update(grads, state, params, **kwargs)
     return optax.apply_updates(params, updates), state
@@ -80,17 +113,24 @@ def main():
   params, loss, _ = mlp_problem(args.width, args.batch, d_in=256)
   n = sum(x.size for x in jax.tree.leaves(params))
   case = f"MLP width {args.width}, {n} params, batch {args.batch}"
+  rng = np.random.default_rng(0)  # a batch for m-sharpness, the shape of mlp_problem's data
+  batch = (jnp.asarray(rng.standard_normal((args.batch, 256), np.float32)),
+           jnp.asarray(rng.integers(0, 10, args.batch)))
+  m = max(1, args.batch // 8)
 
   base = lambda: sgd(0.01, momentum=0.9)
   steps = {
       "sgd (base)": (base(), ()),
       "sam(sgd)": (sam(base(), 0.05), ("grad_fn",)),
       "asam(sgd)": (sam(base(), 0.5, adaptive=True), ("grad_fn",)),
+      f"sam(sgd, m={m}) (m-sharpness, no incoming gradient)": (sam(base(), 0.05, m=m), ("batch", "no_grad")),
       "gam(sgd)": (gam(base()), ("grad_fn",)),
       "gam(sgd, hessian='hvp')": (gam(base(), hessian="hvp"), ("grad_fn", "obj_fn")),
       "mezo (no gradient)": (mezo(1e-3, key=0), ("obj_fn", "no_grad")),
   }
-  cands = {name: (train_step(tx, loss, extra), (params, tx.init(params))) for name, (tx, extra) in steps.items()}
+  cands = {
+      name: (train_step(tx, loss, extra, batch), (params, tx.init(params))) for name, (tx, extra) in steps.items()
+  }
   t = time_interleaved(cands, args.rounds, feedback=True)
   rows = [(case, name, 1e3 * s, s / t["sgd (base)"]) for name, s in t.items()]
   text = ratio_table("Training step cost against SGD with momentum", rows, "sgd step")
@@ -107,6 +147,21 @@ def main():
   base_t = t["jax.value_and_grad (reverse)"]
   rows = [(case, name, 1e3 * s, s / base_t) for name, s in t.items()]
   text += "\n" + ratio_table("Gradient estimates against a reverse-mode gradient", rows, "value_and_grad")
+
+  budget = {
+      "mezo": mezo(1e-3, key=0),
+      "mezo, num_probes=4": mezo(1e-3, key=0, num_probes=4),
+      "spsa": spsa(0.1, key=0),
+      "deepzero, density=0.01": deepzero(0.1, key=0, density=0.01),
+      "forward_gradient_sgd (jvp passes)": forward_gradient_sgd(1e-3, key=0),
+  }
+  text += "\n".join([
+      "", f"### Loss evaluations per step ({case})", "",
+      "From ``gradtx.estimators.function_evals_per_step(opt.init(params))``: the budget a",
+      "zeroth-order step spends.", "",
+      "| optimizer | evaluations per step |", "|---|---:|",
+      *(f"| {name} | {function_evals_per_step(tx.init(params))} |" for name, tx in budget.items()), "",
+  ])
 
   mem_rows, curves = [], {}
   for batch in (int(v) for v in args.memory_batches.split(",")):

@@ -5,6 +5,7 @@ import functools
 
 import chex
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -17,6 +18,7 @@ from gradtx.estimators import (
     forward_gradient,
     forward_gradient_estimate,
     forward_gradient_sgd,
+    function_evals_per_step,
     mezo,
     spsa,
     two_point_gradient,
@@ -275,7 +277,8 @@ def test_zeroth_order_state_and_compiled_memory_do_not_grow_with_probes_or_steps
     tx = mezo(1e-3, key=0, num_probes=num)
     state = tx.init(params)
     sizes = [x.size for x in jax.tree.leaves(state)]
-    assert sum(sizes) <= 4, sizes  # step counters and one uint32[2] key: no probe is stored
+    # Step counters, one uint32[2] key and the int32 evaluation count: no probe is stored.
+    assert sum(sizes) <= 5, sizes
     step = jax.jit(lambda s, p, tx=tx: tx.update(None, s, p, obj_fn=loss))
     _, new_state = step(state, params)
     chex.assert_trees_all_equal_shapes_and_dtypes(state, new_state)
@@ -333,6 +336,116 @@ def test_bfloat16_params_give_bfloat16_estimates():
     assert all(u.dtype == jnp.bfloat16 for u in jax.tree.leaves(out))
 
 
+def _value_and_jvp_of(loss):
+  return lambda p, v: jax.jvp(loss, (p,), (v,))
+
+
+def test_value_and_jvp_fn_gives_the_obj_fn_estimate_exactly():
+  # The same key and the same (value, directional derivative) give bit-identical estimates, in
+  # the transformation, a full optimizer and the training-step helper; a hand-written forward
+  # mode (closed-form directional derivative) agrees to rounding. One compilation.
+  loss, params = _smooth()
+  quad = lambda p: 0.5 * jnp.sum(p["w"] ** 2) + p["b"]
+  by_hand = lambda p, v: (quad(p), jnp.sum(p["w"] * v["w"]) + v["b"])
+  txs = [forward_gradient(key=5), forward_gradient(key=5, num_tangents=3, distribution="rademacher"),
+         forward_gradient_sgd(0.01, 0.9, key=2, num_tangents=2)]
+
+  @jax.jit
+  def both(p):
+    pairs = []
+    for tx in txs:
+      s = tx.init(p)
+      pairs.append((tx.update(None, s, p, value_and_jvp_fn=_value_and_jvp_of(loss)),
+                    tx.update(None, s, p, obj_fn=loss)))
+    pairs.append((forward_gradient_estimate(None, p, 7, value_and_jvp_fn=_value_and_jvp_of(loss)),
+                  forward_gradient_estimate(loss, p, 7)))
+    s = txs[1].init(p)
+    close = (txs[1].update(None, s, p, value_and_jvp_fn=by_hand)[0], txs[1].update(None, s, p, obj_fn=quad)[0])
+    return pairs, close
+
+  pairs, close = both(params)
+  for from_jvp, from_obj in pairs:
+    chex.assert_trees_all_equal(from_jvp, from_obj)
+  chex.assert_trees_all_close(*close, rtol=1e-12)
+
+
+def _value_and_jvp_of(loss):
+  return lambda p, v: jax.jvp(loss, (p,), (v,))
+
+
+def test_value_and_jvp_fn_is_never_differentiated():
+  # The directional derivative comes from a host callback that JAX cannot differentiate in
+  # either mode: the update still runs, so gradtx applies no jvp, vjp or transpose to it, and
+  # the jaxpr holds neither a transpose nor a jvp/vjp call.
+  c = np.asarray([1.0, -2.0, 0.5])
+
+  def host(w, v):
+    return np.asarray(0.5 * np.sum(c * w**2)), np.asarray(np.sum(c * w * v))
+
+  def value_and_jvp(p, v):
+    shape = (jax.ShapeDtypeStruct((), p["w"].dtype),) * 2
+    return jax.pure_callback(host, shape, p["w"], v["w"])
+
+  params = {"w": jnp.asarray([0.3, 0.2, -0.1])}
+  tx = forward_gradient(key=3, num_tangents=2)
+  fn = lambda p, s: tx.update(None, s, p, value_and_jvp_fn=value_and_jvp)
+  out, _ = jax.jit(fn)(params, tx.init(params))
+  expected = _estimate(tx, params, lambda p: 0.5 * jnp.sum(jnp.asarray(c) * p["w"] ** 2))
+  chex.assert_trees_all_close(out, expected, rtol=1e-12)
+  names = _primitives(jax.make_jaxpr(fn)(params, tx.init(params)).jaxpr)
+  assert "pure_callback" in names
+  assert not [n for n in names if any(w in n for w in ("transpose", "jvp", "vjp", "linear"))], names
+
+
+def _primitives(jaxpr):
+  """Names of every primitive in ``jaxpr`` and the jaxprs nested in its equations."""
+  names = set()
+  for eqn in jaxpr.eqns:
+    names.add(eqn.primitive.name)
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      names |= _primitives(sub)
+  return names
+
+
+def test_function_evals_per_step_counts_every_loss_evaluation():
+  # A host callback inside each case's loss counts the evaluations one update really makes
+  # (all cases in one compiled function, each with its own tag).
+  calls = []
+
+  def loss_for(tag):
+    def loss(p):
+      jax.debug.callback(lambda _: calls.append(tag), p["b"][0])
+      return jnp.sum(jnp.sin(p["w"]) ** 2) + jnp.sum(p["b"] ** 2)
+
+    return loss
+
+  params = {"w": jnp.zeros((4, 3)), "b": jnp.zeros(3)}
+  cases = [
+      (mezo(1e-3, key=0), 2),
+      (mezo(1e-3, key=0, num_probes=3, momentum=0.9), 6),
+      (spsa(0.1, key=0, num_probes=2), 4),
+      (two_point_gradient(key=0, num_probes=3, difference="forward"), 4),
+      (deepzero(0.1, key=0, density=0.25), 1 + 3 + 1),  # round(0.25 * 12) = 3, max(1, round(0.75)) = 1
+      (deepzero(0.1, key=0, density={"w": 0.5, "b": 1.0}), 1 + 6 + 3),
+  ]
+  states = [tx.init(params) for tx, _ in cases]
+  assert [function_evals_per_step(s) for s in states] == [n for _, n in cases]
+  step = jax.jit(lambda states: [tx.update(None, s, params, obj_fn=loss_for(i))[1]
+                                 for i, ((tx, _), s) in enumerate(zip(cases, states))])
+  new_states = jax.block_until_ready(step(states))
+  jax.effects_barrier()
+  assert [calls.count(i) for i in range(len(cases))] == [n for _, n in cases]
+  # The count is constant across steps; forward gradients count their jvp passes; a plain
+  # optimizer has no estimator (None); a chain sums its estimators; inject_hyperparams works.
+  assert [function_evals_per_step(s) for s in new_states] == [n for _, n in cases]
+  assert function_evals_per_step(forward_gradient_sgd(0.1, key=0, num_tangents=3).init(params)) == 3
+  assert function_evals_per_step(optax.adam(1e-3).init(params)) is None
+  both = optax.chain(two_point_gradient(key=0), coordinate_gradient(key=1, density=1.0))
+  assert function_evals_per_step(both.init(params)) == 2 + 16
+  injected = optax.inject_hyperparams(mezo, static_args=("key", "num_probes"))(learning_rate=0.1, key=0, num_probes=4)
+  assert function_evals_per_step(injected.init(params)) == 8
+
+
 @pytest.mark.parametrize(
     "build, match",
     [
@@ -361,5 +474,11 @@ def test_missing_obj_fn_and_bad_key_raise_type_error():
   for tx in (forward_gradient(key=0), two_point_gradient(key=0), coordinate_gradient(key=0), mezo(0.1, key=0)):
     with pytest.raises(TypeError, match="obj_fn="):
       tx.update(params, tx.init(params), params)
+    with pytest.raises(TypeError, match="params="):
+      tx.update(None, tx.init(params), None, obj_fn=lambda p: 0.0)
+  with pytest.raises(TypeError, match="value_and_jvp_fn="):
+    forward_gradient(key=0).update(None, forward_gradient(key=0).init(params), params)
+  with pytest.raises(TypeError, match="obj_fn="):
+    forward_gradient_estimate(None, params, 0)
   with pytest.raises(TypeError, match="key must be an int seed or a PRNG key"):
     forward_gradient(key="seed").init(params)

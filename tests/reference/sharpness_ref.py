@@ -40,6 +40,31 @@ class SAM:
     return self.base.step(params, g_sam)
 
 
+class MSAM:
+  """m-sharpness (Foret et al. 2020, section 4.1): one ascent point per disjoint sub-batch of m
+  consecutive examples, the gradients there averaged, then the base step.
+
+  ``step(params, grad_of, batch)`` with ``grad_of(params, sub_batch) -> grads`` and ``batch`` a
+  tuple of arrays with a leading example axis.
+  """
+
+  def __init__(self, base, rho, m, adaptive=False, eta=0.01, scaled=None, normalize=True, eps=1e-12):
+    self.base, self.rho, self.m = base, rho, m
+    self.kw = dict(adaptive=adaptive, eta=eta, scaled=scaled, normalize=normalize, eps=eps)
+
+  def step(self, params, grad_of, batch):
+    n = len(batch[0])
+    assert n % self.m == 0
+    total = {k: np.zeros_like(v) for k, v in params.items()}
+    for start in range(0, n, self.m):
+      sub = tuple(x[start:start + self.m] for x in batch)
+      g_j = grad_of(params, sub)
+      g_at = grad_of(ascent(params, g_j, self.rho, **self.kw), sub)
+      for k in params:
+        total[k] += g_at[k]
+    return self.base.step(params, {k: v / (n // self.m) for k, v in total.items()})
+
+
 class GAM:
   """Zhang et al. (2023), the official code's four-gradient step (algorithms.md 7.3)."""
 

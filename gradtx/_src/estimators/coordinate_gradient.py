@@ -7,15 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradtx._src.core import errors, validate
+from gradtx._src.core import validate
 from gradtx._src.core.hyperparams import resolve
 from gradtx._src.core.tree import cast_like, check_matching, compute_dtype
+from gradtx._src.estimators._inputs import require_params_and_obj_fn
 from gradtx._src.estimators._probes import state_key, template
 
 
 class CoordinateGradientState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   key: jax.Array  # raw uint32[2] PRNG key; the coordinate subsets are regenerated from it
+  evals_per_step: jax.Array  # int32 constant: obj_fn evaluations one update costs (the ZO budget)
 
 
 def num_selected(size: int, density: float) -> int:
@@ -52,7 +54,8 @@ def coordinate_gradient(
   where :math:`S_t` holds :math:`\max(1, \mathrm{round}(\rho_\ell n_\ell))` coordinates of each
   leaf :math:`\ell` (density :math:`\rho_\ell`, size :math:`n_\ell`), drawn uniformly without
   replacement and re-drawn every ``regenerate_every`` steps (dynamic sparsity). One step costs
-  :math:`|S_t| + 1` loss evaluations and no probe variance.
+  :math:`|S_t| + 1` loss evaluations (recorded in ``state.evals_per_step``) and has no probe
+  variance.
 
   Args:
     key: an int seed or PRNG key. The subset of period :math:`q = \lfloor t / T \rfloor` in leaf
@@ -93,28 +96,27 @@ def coordinate_gradient(
   if batch_size is not None:
     validate.positive_int("batch_size", batch_size)
 
+  def densities_of(params):
+    leaves, treedef = jax.tree.flatten(params)
+    if isinstance(density, (int, float, np.floating)):
+      return leaves, treedef, [float(density)] * len(leaves)
+    return leaves, treedef, treedef.flatten_up_to(density)
+
   def init_fn(params):
-    del params
-    return CoordinateGradientState(count=jnp.zeros([], jnp.int32), key=state_key(key))
+    leaves, _, densities = densities_of(params)
+    evals = 1 + sum(num_selected(int(np.prod(jnp.shape(p))), float(d)) for p, d in zip(leaves, densities))
+    return CoordinateGradientState(
+        count=jnp.zeros([], jnp.int32), key=state_key(key), evals_per_step=jnp.asarray(evals, jnp.int32)
+    )
 
   def update_fn(updates, state, params=None, *, obj_fn=None, **extra_args):
     del extra_args
-    example = "tx.update(None, state, params, obj_fn=lambda p: loss(p, batch))"
-    params = errors.require(
-        "coordinate_gradient", "params", params, "the current parameters (differences are taken there)",
-        example,
-    )
-    obj_fn = errors.require(
-        "coordinate_gradient", "obj_fn", obj_fn, "the loss on the current batch as a function of params",
-        example,
+    params, obj_fn = require_params_and_obj_fn(
+        "coordinate_gradient", params, obj_fn, "differences are taken there"
     )
     if updates is not None:
       check_matching("coordinate_gradient", updates, params, ("updates", "params"))
-    leaves, treedef = jax.tree.flatten(params)
-    if isinstance(density, (int, float, np.floating)):
-      densities = [float(density)] * len(leaves)
-    else:
-      densities = treedef.flatten_up_to(density)
+    leaves, treedef, densities = densities_of(params)
     m = resolve(mu, state.count)
     period = state.count // regenerate_every
     f0 = obj_fn(params)
@@ -137,6 +139,8 @@ def coordinate_gradient(
       out.append(jnp.zeros(size, dt).at[idx].set(diffs).reshape(jnp.shape(p)))
     est = jax.tree.unflatten(treedef, out)
     out = cast_like(est, template(updates, params))
-    return out, CoordinateGradientState(count=optax.safe_int32_increment(state.count), key=state.key)
+    return out, CoordinateGradientState(
+        count=optax.safe_int32_increment(state.count), key=state.key, evals_per_step=state.evals_per_step
+    )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

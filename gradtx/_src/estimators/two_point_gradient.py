@@ -6,16 +6,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx._src.core import errors, validate
+from gradtx._src.core import validate
 from gradtx._src.core.hyperparams import resolve
 from gradtx._src.core.keys import split
 from gradtx._src.core.tree import cast_like, check_matching, compute_dtype
+from gradtx._src.estimators._inputs import require_params_and_obj_fn
 from gradtx._src.estimators._probes import DISTRIBUTIONS, probe, shifted, state_key, template
 
 
 class TwoPointGradientState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   key: jax.Array  # raw uint32[2] PRNG key, split once per update; the probes are never stored
+  evals_per_step: jax.Array  # int32 constant: obj_fn evaluations one update costs (the ZO budget)
 
 
 def two_point_gradient(
@@ -34,8 +36,10 @@ def two_point_gradient(
 
   with :math:`z_k \sim N(0, I)` (MeZO) or Rademacher (SPSA, where :math:`p/\Delta_i = p\Delta_i`).
   ``difference="forward"`` uses :math:`p_k = (L(\theta + \epsilon z_k) - L(\theta))/\epsilon`
-  (DeepZero's RGE). Each probe is regenerated from the key where it is used, so the state holds
-  only the key and the extra memory is independent of the number of probes and steps.
+  (DeepZero's RGE). One update costs :math:`2K` loss evaluations (central) or :math:`K + 1`
+  (forward), recorded in ``state.evals_per_step``. Each probe is regenerated from the key where
+  it is used, so the state holds only the key and the extra memory is independent of the number
+  of probes and steps.
 
   Args:
     key: an int seed or PRNG key, kept in state and split once per update; probe ``k`` of leaf
@@ -74,20 +78,18 @@ def two_point_gradient(
   validate.one_of("distribution", distribution, DISTRIBUTIONS)
   validate.one_of("difference", difference, ("central", "forward"))
 
+  evals = 2 * num_probes if difference == "central" else num_probes + 1
+
   def init_fn(params):
     del params
-    return TwoPointGradientState(count=jnp.zeros([], jnp.int32), key=state_key(key))
+    return TwoPointGradientState(
+        count=jnp.zeros([], jnp.int32), key=state_key(key), evals_per_step=jnp.asarray(evals, jnp.int32)
+    )
 
   def update_fn(updates, state, params=None, *, obj_fn=None, **extra_args):
     del extra_args
-    example = "tx.update(None, state, params, obj_fn=lambda p: loss(p, batch))"
-    params = errors.require(
-        "two_point_gradient", "params", params, "the current parameters (probes are centred there)",
-        example,
-    )
-    obj_fn = errors.require(
-        "two_point_gradient", "obj_fn", obj_fn, "the loss on the current batch as a function of params",
-        example,
+    params, obj_fn = require_params_and_obj_fn(
+        "two_point_gradient", params, obj_fn, "probes are centred there"
     )
     if updates is not None:
       check_matching("two_point_gradient", updates, params, ("updates", "params"))
@@ -112,6 +114,8 @@ def two_point_gradient(
       est = jax.lax.fori_loop(1, num_probes, lambda k, acc: jax.tree.map(jnp.add, acc, one(k)), est)
       est = jax.tree.map(lambda a: a * (1.0 / num_probes), est)
     out = cast_like(est, template(updates, params))
-    return out, TwoPointGradientState(count=optax.safe_int32_increment(state.count), key=new_key)
+    return out, TwoPointGradientState(
+        count=optax.safe_int32_increment(state.count), key=new_key, evals_per_step=state.evals_per_step
+    )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -62,7 +62,9 @@ def forward_gradient_sgd(
 
   Returns:
     ``chain(forward_gradient, [add_decayed_weights], [trace], scale_by_learning_rate)``;
-    ``update`` needs ``params`` and ``obj_fn=`` and ignores the incoming updates' values.
+    ``update`` needs ``params`` and ``obj_fn=`` (or ``value_and_jvp_fn=``, see
+    :func:`forward_gradient`) and ignores the incoming updates' values. A step costs
+    ``num_tangents`` forward-mode evaluations.
 
   Example:
     >>> opt = gradtx.forward_gradient_sgd(1e-3, key=0)
@@ -116,7 +118,8 @@ def mezo(
 
   Returns:
     ``chain(two_point_gradient, [add_decayed_weights], [trace], scale_by_learning_rate)``;
-    ``update`` needs ``params`` and ``obj_fn=``.
+    ``update`` needs ``params`` and ``obj_fn=``. A step costs ``2 * num_probes`` loss
+    evaluations (:func:`function_evals_per_step`).
 
   Example:
     >>> opt = gradtx.mezo(1e-6, eps=1e-3, key=0)
@@ -177,7 +180,8 @@ def spsa(
 
   Returns:
     ``chain(two_point_gradient(distribution="rademacher", eps=c_k), scale_by_learning_rate(a_k))``;
-    ``update`` needs ``params`` and ``obj_fn=``.
+    ``update`` needs ``params`` and ``obj_fn=``. A step costs ``2 * num_probes`` loss
+    evaluations (:func:`function_evals_per_step`).
 
   Example:
     >>> opt = gradtx.spsa(0.1, eps=0.01, key=0, stability=10.0)
@@ -252,7 +256,7 @@ def deepzero(
   Returns:
     ``chain(coordinate_gradient, [add_decayed_weights], [trace], scale_by_learning_rate)``;
     ``update`` needs ``params`` and ``obj_fn=``. A step costs about ``density * n + 1`` loss
-    evaluations for ``n`` parameters.
+    evaluations for ``n`` parameters (exactly: :func:`function_evals_per_step`).
 
   Example:
     >>> opt = gradtx.deepzero(0.1, key=0, density=0.1)

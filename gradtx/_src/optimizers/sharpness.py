@@ -17,6 +17,7 @@ from gradtx._src.sharpness.sam import sam
     extra_inputs=("grad_fn",),
     test_kwargs={"learning_rate": 0.002, "rho": 0.005},
     race_kwargs={"learning_rate": 0.05, "rho": 0.05},
+    static_args=("m",),
 )
 def sam_sgd(
     learning_rate: Any,
@@ -25,6 +26,7 @@ def sam_sgd(
     *,
     nesterov: bool = False,
     weight_decay: Any = 0.0,
+    m: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SAM around SGD with momentum: the SGD step of the gradient at the ascent point.
 
@@ -38,10 +40,11 @@ def sam_sgd(
     momentum: heavy-ball momentum, in [0, 1).
     nesterov: Nesterov momentum.
     weight_decay: coupled L2 coefficient added to :math:`g_{sam}` (torch SGD's ``weight_decay``).
+    m: m-sharpness sub-batch size (see :func:`sam`); None perturbs once per batch.
 
   Returns:
-    ``sam(sgd(learning_rate, momentum, nesterov, weight_decay), rho)``; ``update`` needs
-    ``params`` and ``grad_fn=``.
+    ``sam(sgd(learning_rate, momentum, nesterov, weight_decay), rho, m=m)``; ``update`` needs
+    ``params`` and ``grad_fn=`` (with ``m``: ``loss_fn=`` and ``batch=``).
 
   Example:
     >>> opt = gradtx.sam_sgd(0.1, rho=0.05)
@@ -55,7 +58,7 @@ def sam_sgd(
     The paper's experiments use SGD with momentum 0.9 as the base; any base works with
     :func:`sam`.
   """
-  return sam(sgd(learning_rate, momentum, nesterov, weight_decay), rho)
+  return sam(sgd(learning_rate, momentum, nesterov, weight_decay), rho, m=m)
 
 
 @register(
@@ -66,7 +69,7 @@ def sam_sgd(
     extra_inputs=("grad_fn",),
     test_kwargs={"learning_rate": 0.001, "rho": 0.01},
     race_kwargs={"learning_rate": 0.05, "rho": 0.5},
-    static_args=("mask",),
+    static_args=("mask", "m"),
 )
 def asam_sgd(
     learning_rate: Any,
@@ -77,6 +80,7 @@ def asam_sgd(
     mask: Any = None,
     nesterov: bool = False,
     weight_decay: Any = 0.0,
+    m: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""ASAM around SGD with momentum: SAM with the elementwise scaling :math:`T = |w| + \eta`.
 
@@ -91,10 +95,11 @@ def asam_sgd(
     mask: which leaves are scaled; None: every leaf whose path does not end in ``bias``.
     nesterov: Nesterov momentum.
     weight_decay: coupled L2 coefficient added to the perturbed gradient.
+    m: m-sharpness sub-batch size (see :func:`sam`); None perturbs once per batch.
 
   Returns:
-    ``sam(sgd(...), rho, adaptive=True, eta=eta, mask=mask)``; ``update`` needs ``params`` and
-    ``grad_fn=``.
+    ``sam(sgd(...), rho, adaptive=True, eta=eta, mask=mask, m=m)``; ``update`` needs ``params``
+    and ``grad_fn=`` (with ``m``: ``loss_fn=`` and ``batch=``).
 
   Example:
     >>> opt = gradtx.asam_sgd(0.1, rho=0.5)
@@ -106,7 +111,9 @@ def asam_sgd(
   Notes:
     The norm guard is 1e-12 (the ASAM code adds 1e-16); see :func:`sam`.
   """
-  return sam(sgd(learning_rate, momentum, nesterov, weight_decay), rho, adaptive=True, eta=eta, mask=mask)
+  return sam(
+      sgd(learning_rate, momentum, nesterov, weight_decay), rho, adaptive=True, eta=eta, mask=mask, m=m
+  )
 
 
 @register(

@@ -14,11 +14,12 @@ from gradtx._src.sharpness._perturb import ascent_point
 
 
 class GamState(NamedTuple):
-  count: jax.Array  # int32 step counter (schedules are evaluated at it)
+  # int32 step counter (schedules are evaluated at it)
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states
   base_state: optax.OptState  # the wrapped transformation's state
 
 
-def _vdot(a: Any, b: Any) -> jax.Array:
+def _vdot(a: Any, b: Any) -> jax.Array | int:  # int 0 for empty trees
   leaves = jax.tree.leaves(jax.tree.map(
       lambda x, y: jnp.sum(x.astype(compute_dtype(x.dtype)) * y.astype(compute_dtype(y.dtype))), a, b))
   return sum(leaves)
