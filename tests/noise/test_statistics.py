@@ -43,9 +43,10 @@ def test_same_key_same_noise_different_keys_independent():
   bound = 5 / np.sqrt(N)
   for x, y in [(u1["a"], u2["a"]), (u1["a"], u1["b"]), (u1["a"], u1_next["a"]), (u1["b"], u2["b"])]:
     assert abs(np.corrcoef(x, y)[0, 1]) < bound
-  # Same bits under jit; the float32 transform may differ in the last ulps (FMA contraction).
+  # Same bits under jit; the float32 transform may differ by a few 1e-6 (FMA contraction; the
+  # rational cancels near z = 0, so the difference is absolute, not relative).
   jitted, _ = jax.jit(lambda z, s: tx.update(z, s))(zeros, tx.init(zeros))
-  np.testing.assert_allclose(jitted["a"], u1["a"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(jitted["a"], u1["a"], rtol=1e-5, atol=1e-5)
 
 
 def test_fast_generator_is_standard_normal():
@@ -59,9 +60,11 @@ def test_fast_generator_is_standard_normal():
   for threshold, p in [(1.0, 0.6826894921), (2.0, 0.9544997361), (3.0, 0.9973002039)]:
     frac = np.mean(np.abs(z) < threshold)
     assert abs(frac - p) < 6 * np.sqrt(p * (1 - p) / n)
-  # The extreme bit patterns map to finite, symmetric values (u never reaches +-1).
-  ends = np.asarray(_bits_to_normal(jnp.asarray([0, 2**32 - 1], jnp.uint32)))
-  assert np.all(np.isfinite(ends)) and ends[0] == -ends[1]
+  # The extreme bit patterns map to finite values; the top bit is the sign, exactly.
+  words = jnp.asarray([0, 1, 2**31 - 1, 2**31, 2**32 - 1], jnp.uint32)
+  ends = np.asarray(_bits_to_normal(words))
+  flipped = np.asarray(_bits_to_normal(words ^ jnp.uint32(2**31)))
+  assert np.all(np.isfinite(ends)) and np.all(np.abs(ends) < 6.4) and np.array_equal(ends, -flipped)
   # bits: every output bit is set half of the time (sd 0.5/sqrt(n), 6 sd tolerance).
   bits = np.asarray(hash_bits(jnp.asarray([1, 2], jnp.uint32), n))
   ones = np.array([np.mean((bits >> b) & 1) for b in range(32)])

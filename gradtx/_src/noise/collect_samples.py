@@ -11,7 +11,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype
 
 
 class CollectSamplesState(NamedTuple):
-  count: jax.Array  # int32 number of updates seen
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 number of updates seen
   num_samples: jax.Array  # int32 number of samples kept
   mean: optax.Params  # running mean of the kept samples
   m2: optax.Params  # running sum of squared deviations from the mean (Welford)

@@ -14,7 +14,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype
 
 
 class ScaleByAdamLangevinState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   key: jax.Array  # raw uint32[2] PRNG key, split once per update
   mu: optax.Updates  # first moment m_t, in mu_dtype
   nu: optax.Updates  # second moment v_t

@@ -13,7 +13,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype, scalar_dtype
 
 
 class ScaleByEntropySgdState(NamedTuple):
-  count: jax.Array  # int32 outer step counter k
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 outer step counter k
   key: jax.Array  # raw uint32[2] PRNG key, split once per outer update
 
 

@@ -14,7 +14,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype
 
 
 class ScaleBySghmcState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   key: jax.Array  # raw uint32[2] PRNG key, split once per update
   velocity: optax.Updates  # v_t, already scaled by the learning rate (theta_t = theta_{t-1} + v_t)
 

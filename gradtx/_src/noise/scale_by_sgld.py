@@ -14,7 +14,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype
 
 
 class ScaleBySgldState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   key: jax.Array  # raw uint32[2] PRNG key, split once per update
   nu: optax.Updates  # RMSProp second moment (preconditioner="rmsprop"; else an empty tuple)
 
@@ -98,11 +98,11 @@ def scale_by_sgld(
     else:
       nu = ()
 
-      def step(g, z):
+      def plain_step(g, z):
         dt = compute_dtype(g.dtype)
         return (drift * g.astype(dt) + scale * z).astype(g.dtype)
 
-      out = jax.tree.map(step, updates, noise)
+      out = jax.tree.map(plain_step, updates, noise)
     return out, ScaleBySgldState(optax.safe_int32_increment(state.count), new_key, nu)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
