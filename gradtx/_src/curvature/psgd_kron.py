@@ -1,4 +1,4 @@
-"""PSGD-Kron: a Kronecker-factored whitening preconditioner fitted on the Lie group of triangular matrices."""
+"""PSGD-Kron: a Kronecker-factored preconditioner (whitening or HVP fit) on the Lie group of triangular matrices."""
 
 import math
 from collections.abc import Callable
@@ -9,14 +9,22 @@ import jax.numpy as jnp
 import optax
 from jax.scipy.linalg import solve_triangular
 
-from gradtx._src.core import keys, validate
+from gradtx._src.core import errors, keys, validate
 from gradtx._src.core.hyperparams import power, resolve
 from gradtx._src.core.tree import check_matching, compute_dtype
+from gradtx._src.curvature.hvp import hvp
 from gradtx._src.curvature.shampoo_blocks import as_matrix_shape
+
+PRECONDITIONER_UPDATES = ("whitening", "hvp")
+OBJ_FN_MEANING = (
+    "the loss on the current batch as a function of params, for the Hessian-vector products of "
+    "preconditioner_update='hvp' (or hvp_pair=(v, hv), a precomputed probe and its product)"
+)
+OBJ_FN_EXAMPLE = "tx.update(grads, state, params, obj_fn=lambda p: loss(p, batch))"
 
 
 class ScaleByPsgdKronState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   key: jax.Array  # raw uint32[2] PRNG key: update coin and probe noise
   mu: optax.Updates  # momentum, like params (compute dtype)
   factors: tuple  # per leaf (flattened order): (Q_1, Q_2) for matrices, (q,) for vectors/scalars
@@ -134,9 +142,25 @@ def _init_factors(shape, dtype, max_size_triangular, init_scale):
   )
 
 
+def _check_hvp_inputs(updates: Any, params: Any, obj_fn: Any, hvp_pair: Any) -> None:
+  """Raise a TypeError/ValueError a user can act on for missing or malformed HVP-mode inputs."""
+  name = "scale_by_psgd_kron"
+  if hvp_pair is not None:
+    if not (isinstance(hvp_pair, (tuple, list)) and len(hvp_pair) == 2):
+      raise TypeError(f"{name}.update: hvp_pair must be a pair (v, hv) of trees like params, got {type(hvp_pair)}.")
+    check_matching(name, hvp_pair[0], updates, ("hvp_pair v", "updates"))
+    check_matching(name, hvp_pair[1], updates, ("hvp_pair hv", "updates"))
+    return
+  errors.require(name, "obj_fn", obj_fn, OBJ_FN_MEANING, OBJ_FN_EXAMPLE)
+  errors.require(name, "params", params, "the current parameters (the point of the Hessian-vector products)",
+                 "tx.update(grads, state, params, obj_fn=...)")
+  check_matching(name, updates, params, ("updates", "params"))
+
+
 def scale_by_psgd_kron(
     b1: Any = 0.9,
     *,
+    preconditioner_update: str = "whitening",
     preconditioner_update_probability: Any = None,
     max_size_triangular: int = 8192,
     precond_lr: Any = 0.1,
@@ -144,20 +168,30 @@ def scale_by_psgd_kron(
     clip_rms: float | None = 1.1,
     key: Any = 0,
 ) -> optax.GradientTransformationExtraArgs:
-  r"""Precondition the debiased momentum by PSGD's Kronecker-factored whitening preconditioner.
+  r"""Precondition the debiased momentum by PSGD's Kronecker-factored preconditioner.
 
   .. math::
     m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad \hat m_t = m_t / (1-\beta_1^t),\\
-    \text{with probability } p_t:\ Q \leftarrow \text{refit}(Q, h=\hat m_t, v \sim \mathcal N(0, I)),\\
+    \text{with probability } p_t:\ Q \leftarrow \text{refit}(Q, h, v),\quad v \sim \mathcal N(0, I),\\
+    h = \hat m_t \text{ (whitening) or } h = H_t v \text{ (hvp)},\\
     u_0 = Q^\top Q\, \hat m_t,\quad u_t = u_0 \min(1, c / \operatorname{RMS}(u_0)).
 
   The fit minimises :math:`\mathbb E[h^\top P h + v^\top P^{-1} v]` over :math:`P = Q^\top Q`,
   :math:`Q = Q_1 \otimes Q_2`, with optimum :math:`P = (\mathbb E[h h^\top])^{-1/2}` (see
-  :func:`refit`). Each matrix side up to ``max_size_triangular`` (and > 1) gets an
-  upper-triangular factor, others a diagonal one; 1-D and scalar leaves a diagonal one.
+  :func:`refit`): the whitening preconditioner for :math:`h = \hat m_t`, and
+  :math:`P = (H^2)^{-1/2} = |H|^{-1}` (Newton-like, for the Hessian :math:`H` of the loss at
+  the current params) for the pairs :math:`(v, Hv)` of ``preconditioner_update="hvp"``.
+  In that mode ``update`` takes ``obj_fn=`` (the loss as a function of params; :math:`Hv` by
+  forward-over-reverse, only on the steps that refit) or ``hvp_pair=(v, hv)`` (trees like
+  params, computed by the caller; used as given). Each matrix side up to ``max_size_triangular``
+  (and > 1) gets an upper-triangular factor, others a diagonal one; 1-D and scalar leaves a
+  diagonal one.
 
   Args:
     b1: momentum decay, in [0, 1).
+    preconditioner_update: "whitening" (fit on the pairs :math:`(v, \hat m_t)`, the kron
+      ports) or "hvp" (fit on Hessian-vector pairs :math:`(v, Hv)`, PSGD's original mode; needs
+      ``obj_fn=`` or ``hvp_pair=`` in ``update``).
     preconditioner_update_probability: :math:`p_t`, a float in (0, 1] or a schedule of the
       0-based count; None uses :func:`update_probability_schedule` with its defaults.
     max_size_triangular: largest side with a triangular factor (a Python int).
@@ -171,6 +205,8 @@ def scale_by_psgd_kron(
 
   Example:
     >>> tx = optax.chain(gradtx.scale_by_psgd_kron(key=0), gradtx.scale_by_learning_rate(3e-4))
+    >>> tx = optax.chain(gradtx.scale_by_psgd_kron(preconditioner_update="hvp"), gradtx.scale_by_learning_rate(0.1))
+    >>> updates, state = tx.update(grads, state, params, obj_fn=lambda p: loss(p, batch))
 
   References:
     Li, "Preconditioned Stochastic Gradient Descent", arXiv:1512.04202; Li, "Preconditioner on
@@ -178,8 +214,15 @@ def scale_by_psgd_kron(
     General Purpose Lie-Group Preconditioners", arXiv:2402.04553.
 
   Notes:
-    Whitening mode only (the gradient-momentum pair, as the kron ports); the HVP mode is not
-    implemented. Higher-order leaves are reshaped to matrices instead of one factor per axis.
+    The whitening mode is the kron ports'; the HVP mode is the pair of Li's original PSGD
+    (exact :math:`Hv`, as psgd_torch's ``exact_hessian_vector_product=True``), but the rest of
+    the step (momentum, RMS cap, update schedule, init) is the kron ports' pipeline, not
+    psgd_torch's Newton class (which clips by gradient norm); no damping is added to :math:`Hv`,
+    so a leaf with zero curvature grows its :math:`P` by about :math:`1+\eta_P` per refit (the
+    RMS cap bounds the update). In HVP mode the probe of leaf ``i`` is drawn in the leaf's matrix
+    shape (as in whitening mode), cast to the param dtype for the product, and that cast probe
+    is the :math:`v` of the pair. Higher-order leaves are reshaped to matrices instead of one
+    factor per axis.
     Each call splits the state key into a coin key and a noise key; leaf ``i``'s probe is
     ``normal(fold_in(noise_key, i))``, and the coin is drawn on every call so the random stream
     does not depend on the schedule. The RMS cap has no ``1e-6`` in its denominator (a zero
@@ -187,6 +230,7 @@ def scale_by_psgd_kron(
     the first gradient).
   """
   validate.beta("b1", b1)
+  validate.one_of("preconditioner_update", preconditioner_update, PRECONDITIONER_UPDATES)
   validate.positive_int("max_size_triangular", max_size_triangular)
   validate.positive("precond_lr", precond_lr)
   validate.positive("precond_init_scale", precond_init_scale)
@@ -206,9 +250,13 @@ def scale_by_psgd_kron(
     mu = jax.tree.map(lambda p: jnp.zeros(p.shape, compute_dtype(p.dtype)), params)
     return ScaleByPsgdKronState(count=jnp.zeros([], jnp.int32), key=key0, mu=mu, factors=factors)
 
-  def update_fn(updates, state, params=None, **extra_args):
-    del params, extra_args
+  hvp_mode = preconditioner_update == "hvp"
+
+  def update_fn(updates, state, params=None, *, obj_fn=None, hvp_pair=None, **extra_args):
+    del extra_args
     check_matching("scale_by_psgd_kron", updates, state.mu, ("updates", "state"))
+    if hvp_mode:
+      _check_hvp_inputs(updates, params, obj_fn, hvp_pair)
     leaves, treedef = jax.tree.flatten(updates)
     count = state.count
     beta1 = resolve(b1, count)
@@ -228,10 +276,27 @@ def scale_by_psgd_kron(
     do = jax.random.uniform(coin_key) < p
     lr_p = resolve(precond_lr, count)
 
+    def probes():
+      return [jax.random.normal(jax.random.fold_in(noise_key, i), h.shape, h.dtype) for i, h in enumerate(hs)]
+
+    def pairs():
+      """(h, v) per leaf, in the leaf's matrix (or flat vector) shape and compute dtype."""
+      if not hvp_mode:
+        return list(zip(hs, probes()))
+      if hvp_pair is not None:
+        vs, hvs = (treedef.flatten_up_to(t) for t in hvp_pair)
+      else:
+        ps = treedef.flatten_up_to(params)
+        vs = [v.reshape(x.shape).astype(x.dtype) for v, x in zip(probes(), ps)]
+        hvs = treedef.flatten_up_to(hvp(obj_fn, params, treedef.unflatten(vs)))
+      return [
+          (hv.astype(h.dtype).reshape(h.shape), v.astype(h.dtype).reshape(h.shape))
+          for h, v, hv in zip(hs, vs, hvs)
+      ]
+
     def fit(factors):
       out = []
-      for i, (h, f) in enumerate(zip(hs, factors)):
-        v = jax.random.normal(jax.random.fold_in(noise_key, i), h.shape, h.dtype)
+      for (h, v), f in zip(pairs(), factors):
         out.append(refit(f, h, v, jnp.asarray(lr_p, h.dtype), float(jnp.finfo(h.dtype).tiny)))
       return tuple(out)
 

@@ -189,13 +189,14 @@ def _matrices(params: Any) -> Any:
     needs_key=True,
     test_kwargs={"learning_rate": 0.01, "key": 0},
     race_kwargs={"learning_rate": 1e-3, "key": 0},
-    static_args=("max_size_triangular", "precond_init_scale", "clip_rms", "mask"),
+    static_args=("preconditioner_update", "max_size_triangular", "precond_init_scale", "clip_rms", "mask"),
 )
 def psgd_kron(
     learning_rate: Any = 3e-4,
     b1: Any = 0.9,
     weight_decay: Any = 0.0,
     *,
+    preconditioner_update: str = "whitening",
     preconditioner_update_probability: Any = None,
     max_size_triangular: int = 8192,
     precond_lr: Any = 0.1,
@@ -204,7 +205,7 @@ def psgd_kron(
     mask: Any = None,
     key: Any = 0,
 ) -> optax.GradientTransformationExtraArgs:
-  r"""PSGD-Kron: momentum preconditioned by a Kronecker-factored whitening preconditioner.
+  r"""PSGD-Kron: momentum preconditioned by a Kronecker-factored whitening (or HVP-fitted) preconditioner.
 
   .. math::
     u_t = -\eta_t \left( \operatorname{clip}_{RMS}(Q^\top Q \hat m_t) + \lambda p_{t-1} \right)
@@ -214,6 +215,8 @@ def psgd_kron(
     learning_rate: :math:`\eta`, a float or a schedule, >= 0.
     b1: momentum decay, in [0, 1).
     weight_decay: decoupled decay :math:`\lambda`, >= 0 (multiplied by the learning rate).
+    preconditioner_update: "whitening" (default) or "hvp" (fit on Hessian-vector pairs; then
+      ``update`` needs ``obj_fn=`` or ``hvp_pair=``, see :func:`psgd_kron_hvp`).
     preconditioner_update_probability: a float in (0, 1] or a schedule; None for the kron
       ports' schedule (1 for 500 steps, then decaying to 0.03).
     max_size_triangular: largest side with a triangular factor.
@@ -239,6 +242,7 @@ def psgd_kron(
   stages = [
       scale_by_psgd_kron(
           b1,
+          preconditioner_update=preconditioner_update,
           preconditioner_update_probability=preconditioner_update_probability,
           max_size_triangular=max_size_triangular,
           precond_lr=precond_lr,
@@ -251,3 +255,79 @@ def psgd_kron(
     stages.append(add_decayed_weights(weight_decay, mask=_matrices if mask is None else mask))
   stages.append(scale_by_learning_rate(learning_rate))
   return optax.chain(*stages)
+
+
+@register(
+    family="curvature",
+    paper="Preconditioned Stochastic Gradient Descent",
+    arxiv="1512.04202",
+    extra_inputs=("obj_fn",),
+    needs_key=True,
+    test_kwargs={"learning_rate": 0.1, "key": 0},
+    race_kwargs={"learning_rate": 3e-3, "key": 0},
+    static_args=("max_size_triangular", "precond_init_scale", "clip_rms", "mask"),
+)
+def psgd_kron_hvp(
+    learning_rate: Any = 0.01,
+    b1: Any = 0.9,
+    weight_decay: Any = 0.0,
+    *,
+    preconditioner_update_probability: Any = None,
+    max_size_triangular: int = 8192,
+    precond_lr: Any = 0.1,
+    precond_init_scale: float = 1.0,
+    clip_rms: float | None = 1.1,
+    mask: Any = None,
+    key: Any = 0,
+) -> optax.GradientTransformationExtraArgs:
+  r"""PSGD-Kron in Hessian-vector mode: momentum preconditioned by a Kronecker fit of :math:`|H|^{-1}`.
+
+  .. math::
+    u_t = -\eta_t \left( \operatorname{clip}_{RMS}(Q^\top Q \hat m_t) + \lambda p_{t-1} \right),\quad
+    Q \text{ fitted on } (v, H v),\ v \sim \mathcal N(0, I),\ \text{so } Q^\top Q \to |H|^{-1}
+
+  (``psgd_kron(..., preconditioner_update="hvp")``; see :func:`scale_by_psgd_kron`). ``update``
+  needs ``obj_fn=``, the loss of params on the current batch; the Hessian-vector product is
+  computed (forward over reverse) only on the steps that refit the preconditioner.
+
+  Args:
+    learning_rate: :math:`\eta`, a float or a schedule, >= 0 (the preconditioned step is
+      Newton-scaled, so larger rates than whitening mode's suit it).
+    b1: momentum decay, in [0, 1).
+    weight_decay: decoupled decay :math:`\lambda`, >= 0 (multiplied by the learning rate).
+    preconditioner_update_probability: a float in (0, 1] or a schedule; None for the kron
+      ports' schedule (1 for 500 steps, then decaying to 0.03).
+    max_size_triangular: largest side with a triangular factor.
+    precond_lr: step size of the preconditioner fit.
+    precond_init_scale: initial :math:`P = s I`.
+    clip_rms: per-leaf RMS cap of the preconditioned update; None disables it.
+    mask: decay mask; None decays leaves with ``ndim >= 2`` only, as the kron ports.
+    key: int seed or PRNG key (update coin and probes).
+
+  Returns:
+    ``chain(scale_by_psgd_kron, [add_decayed_weights], scale_by_learning_rate)``.
+
+  Example:
+    >>> opt = gradtx.psgd_kron_hvp(0.01, key=0)
+    >>> updates, state = opt.update(grads, state, params, obj_fn=lambda p: loss(p, batch))
+
+  References:
+    Li, "Preconditioned Stochastic Gradient Descent", arXiv:1512.04202; Pooladzandi & Li,
+    "Curvature-Informed SGD via General Purpose Lie-Group Preconditioners", arXiv:2402.04553.
+
+  Notes:
+    See :func:`scale_by_psgd_kron`. The step around the fit is the kron ports' (momentum, RMS
+    cap, update schedule), not psgd_torch's Newton class (gradient-norm clipping, no momentum by
+    default); the defaults here are unverified against the paper.
+  """
+  return psgd_kron(
+      learning_rate, b1, weight_decay,
+      preconditioner_update="hvp",
+      preconditioner_update_probability=preconditioner_update_probability,
+      max_size_triangular=max_size_triangular,
+      precond_lr=precond_lr,
+      precond_init_scale=precond_init_scale,
+      clip_rms=clip_rms,
+      mask=mask,
+      key=key,
+  )
