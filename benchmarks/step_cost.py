@@ -44,13 +44,18 @@ def _loss(params):
   return 0.5 * sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(params))
 
 
+def _logits(params):
+  """Logits for Sophia-G's estimator: every group of 8 parameters is one example's 8 classes."""
+  return jnp.concatenate([x.reshape(-1, 8) for x in jax.tree.leaves(params)])
+
+
 def _with_extra_inputs(spec, tx):
   """A transformation that builds ``spec``'s extra inputs from the quadratic loss at each step."""
   if not spec.extra_inputs:
     return tx
 
   def update(updates, state, params=None, **extra):
-    built = gradtx.build_extra_args(spec.extra_inputs, _loss, params)
+    built = gradtx.build_extra_args(spec.extra_inputs, _loss, params, logits_fn=_logits)
     return tx.update(updates, state, params, **{**extra, **built})
 
   return optax.GradientTransformationExtraArgs(tx.init, update)

@@ -33,5 +33,6 @@ from gradtx._src.optimizers.curvature import oasis as oasis
 from gradtx._src.optimizers.curvature import sophia_g as sophia_g
 from gradtx._src.optimizers.curvature import sophia_h as sophia_h
 from gradtx._src.optimizers.kronecker import psgd_kron as psgd_kron
+from gradtx._src.optimizers.kronecker import psgd_kron_hvp as psgd_kron_hvp
 from gradtx._src.optimizers.kronecker import shampoo as shampoo
 from gradtx._src.optimizers.kronecker import soap as soap

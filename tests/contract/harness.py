@@ -7,15 +7,22 @@ import jax.numpy as jnp
 import optax
 
 import gradtx
-from tests.problems import Problem
+from tests.problems import WITH_LOGITS, Problem
 
 CONVERGENCE_STEPS = 3000
 # Final loss as a fraction of the initial loss that counts as converged.
-CONVERGENCE_FACTOR = {"quadratic": 1e-3, "rosenbrock": 1e-2}
+CONVERGENCE_FACTOR = {"quadratic": 1e-3, "rosenbrock": 1e-2, "softmax_regression": 1e-3, "softmax_rosenbrock": 1e-2}
+
+
+def problem_for(spec: gradtx.OptimizerSpec, problem: Problem) -> Problem:
+  """``problem``, or its classification counterpart for entries that need the model's logits."""
+  if "logits_fn" in spec.extra_inputs and problem.logits is None:
+    return WITH_LOGITS[problem.name]
+  return problem
 
 
 def extra_args(spec: gradtx.OptimizerSpec, problem: Problem, params: Any) -> dict:
-  return gradtx.build_extra_args(spec.extra_inputs, problem.loss, params)
+  return gradtx.build_extra_args(spec.extra_inputs, problem.loss, params, logits_fn=problem.logits)
 
 
 def step(spec: gradtx.OptimizerSpec, tx: optax.GradientTransformation, problem: Problem, params, state):

@@ -90,6 +90,34 @@ def test_build_extra_args():
     gradtx.build_extra_args(["hessian"], loss, params, batch)
 
 
+def test_build_extra_args_logits_fn():
+  logits_fn = lambda p, batch: batch @ p["w"]
+  params = {"w": jnp.asarray([[1.0, 2.0], [0.0, 1.0]])}
+  batch = jnp.asarray([[1.0, 1.0], [2.0, 0.0]])
+  loss = lambda p, b: jnp.mean(jax.nn.logsumexp(logits_fn(p, b), axis=-1))
+  extra = gradtx.build_extra_args(["logits_fn", "value"], loss, params, batch, logits_fn=logits_fn)
+  chex.assert_trees_all_close(extra["logits_fn"](params), logits_fn(params, batch))
+  unbatched = gradtx.build_extra_args(["logits_fn"], lambda p: 0.0, params, logits_fn=lambda p: p["w"])
+  chex.assert_trees_all_close(unbatched["logits_fn"](params), params["w"])
+  assert gradtx.build_extra_args(["value"], loss, params, batch, logits_fn=logits_fn).keys() == {"value"}
+  with pytest.raises(ValueError, match="'logits_fn' needs logits_fn="):
+    gradtx.build_extra_args(["logits_fn"], loss, params, batch)
+
+
+def test_build_extra_args_jvp_loss_fn_and_batch():
+  loss = lambda p, batch: jnp.sum((p["w"] * batch) ** 2)
+  params = {"w": jnp.asarray([1.0, 2.0])}
+  batch = jnp.asarray([[1.0, 1.0], [2.0, 0.0]])
+  extra = gradtx.build_extra_args(["value_and_jvp_fn", "loss_fn", "batch"], loss, params, batch)
+  tangent = {"w": jnp.asarray([0.5, -1.0])}
+  value, derivative = extra["value_and_jvp_fn"](params, tangent)
+  chex.assert_trees_all_close(value, loss(params, batch))
+  chex.assert_trees_all_close(derivative, jnp.vdot(jax.grad(loss)(params, batch)["w"], tangent["w"]))
+  assert extra["loss_fn"] is loss and extra["batch"] is batch
+  with pytest.raises(ValueError, match="'loss_fn' and 'batch' need a batch"):
+    gradtx.build_extra_args(["batch"], lambda p: 0.0, params)
+
+
 def test_registry_lookup_and_errors():
   spec = gradtx.get_spec("adam")
   assert spec.family == "moments" and spec.paper.arxiv == "1412.6980"

@@ -39,13 +39,13 @@ def _xent(logits, y):
   return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
-def _hand_loop(spec, loss, params, batch):
+def _hand_loop(spec, loss, logits, params, batch):
   """The reference: a plain optax loop with the extra inputs built by gradtx.build_extra_args."""
   tx = spec.build()
   state = tx.init(params)
   for _ in range(STEPS):
     grads = jax.grad(loss)(params, batch)
-    extra = gradtx.build_extra_args(spec.extra_inputs, loss, params, batch)
+    extra = gradtx.build_extra_args(spec.extra_inputs, loss, params, batch, logits_fn=logits)
     updates, state = tx.update(grads, state, params, **extra)
     params = optax.apply_updates(params, updates)
   return params
@@ -62,18 +62,20 @@ def test_linen_train_state_forwards_extra_inputs(kind, name):
   model = nn.Dense(3, param_dtype=jnp.float64)
   x, y = _data()
   params = model.init(jax.random.PRNGKey(0), x)
-  loss = lambda p, batch: _xent(model.apply(p, batch[0]), batch[1])
+  logits = lambda p, batch: model.apply(p, batch[0])
+  loss = lambda p, batch: _xent(logits(p, batch), batch[1])
 
   @jax.jit
   def train_step(state, batch):
     grads = jax.grad(loss)(state.params, batch)
-    return state.apply_gradients(grads=grads, **gradtx.build_extra_args(spec.extra_inputs, loss, state.params, batch))
+    extra = gradtx.build_extra_args(spec.extra_inputs, loss, state.params, batch, logits_fn=logits)
+    return state.apply_gradients(grads=grads, **extra)
 
   state = gradtx.flax.TrainState.create(apply_fn=model.apply, params=params, tx=spec.build())
   for _ in range(STEPS):
     state = train_step(state, (x, y))
   assert int(state.step) == STEPS
-  chex.assert_trees_all_close(state.params, _hand_loop(spec, loss, params, (x, y)), rtol=1e-9, atol=1e-12)
+  chex.assert_trees_all_close(state.params, _hand_loop(spec, loss, logits, params, (x, y)), rtol=1e-9, atol=1e-12)
 
 
 def test_linen_train_state_still_replaces_fields_and_reports_missing_inputs():
@@ -112,13 +114,21 @@ def test_nnx_optimizer_with_extra_inputs_matches_a_hand_written_loop(kind, name)
   model = _NnxModel(nnx.Rngs(0))
   graphdef, params = nnx.split(model)
   pure_params = nnx.as_pure(params)
-  loss_model = lambda m, batch: _xent(m(batch[0]), batch[1])
-  expected = _hand_loop(spec, lambda p, b: loss_model(nnx.merge(graphdef, p), b), pure_params, (x, y))
+  logits_model = lambda m, batch: m(batch[0])
+  loss_model = lambda m, batch: _xent(logits_model(m, batch), batch[1])
+  expected = _hand_loop(
+      spec,
+      lambda p, b: loss_model(nnx.merge(graphdef, p), b),
+      lambda p, b: logits_model(nnx.merge(graphdef, p), b),
+      pure_params,
+      (x, y),
+  )
 
   optimizer = nnx.Optimizer(model, spec.build(), wrt=nnx.Param)
   for _ in range(STEPS):
     grads = nnx.grad(loss_model)(model, (x, y))
-    optimizer.update(model, grads, **gradtx.flax.nnx_extra_args(spec.extra_inputs, model, loss_model, (x, y)))
+    extra = gradtx.flax.nnx_extra_args(spec.extra_inputs, model, loss_model, (x, y), logits_fn=logits_model)
+    optimizer.update(model, grads, **extra)
   chex.assert_trees_all_close(nnx.as_pure(nnx.state(model, nnx.Param)), expected, rtol=1e-9, atol=1e-12)
 
 

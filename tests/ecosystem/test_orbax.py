@@ -13,7 +13,8 @@ from tests.problems import QUADRATIC
 
 
 def _steps(spec, tx, n, params, state):
-  step = jax.jit(lambda p, s: harness.step(spec, tx, QUADRATIC, p, s)[:2])
+  problem = harness.problem_for(spec, QUADRATIC)
+  step = jax.jit(lambda p, s: harness.step(spec, tx, problem, p, s)[:2])
   for _ in range(n):
     params, state = step(params, state)
   return params, state
@@ -29,7 +30,7 @@ def checkpointer():
 def test_orbax_resume_is_bit_identical(name, tmp_path, checkpointer):
   spec = gradtx.get_spec(name)
   tx = spec.build()
-  start = QUADRATIC.init(jnp.float32)
+  start = harness.problem_for(spec, QUADRATIC).init(jnp.float32)
   straight = _steps(spec, tx, 6, start, tx.init(start))
 
   middle = _steps(spec, tx, 3, start, tx.init(start))

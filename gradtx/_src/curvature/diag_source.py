@@ -31,7 +31,11 @@ def hessian_diag_source(
   """
   if hessian_diag is not None:
     check_matching(name, hessian_diag, reference, ("hessian_diag", "params"))
-    return lambda key, k=num_probes: hessian_diag
+
+    def given(key: jax.Array, k: int = num_probes) -> Any:
+      return hessian_diag
+
+    return given
   errors.require(name, "obj_fn", obj_fn, OBJ_FN_MEANING, OBJ_FN_EXAMPLE)
   errors.require(name, "params", params, "the current parameters", "tx.update(grads, state, params, obj_fn=...)")
 

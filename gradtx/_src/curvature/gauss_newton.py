@@ -62,10 +62,15 @@ def estimate_gauss_newton_diagonal(
   labels = jax.random.categorical(key, z, axis=-1)
   probs = jax.nn.softmax(z, axis=-1)
   dlogits = (probs - jax.nn.one_hot(labels, num_classes, dtype=dt)) * (1.0 / batch)
-  (grad,) = vjp_fn(dlogits.astype(logits.dtype))
   total = jnp.asarray(batch, dt)
-  if axis_name is not None:
-    grad = jax.lax.pmean(grad, axis_name)
+  if axis_name is None:
+    (grad,) = vjp_fn(dlogits.astype(logits.dtype))
+  else:
+    # Differentiate the device-averaged surrogate: under shard_map's replication checks a local
+    # vjp with respect to replicated params is already summed over devices.
+    cotangent = jax.lax.stop_gradient(dlogits.astype(logits.dtype))
+    surrogate = lambda p: jax.lax.pmean(jnp.sum(cotangent * logits_fn(p)), axis_name)
+    grad = jax.lax.pmean(jax.grad(surrogate)(params), axis_name)
     total = jax.lax.psum(total, axis_name)
 
   def square(g):

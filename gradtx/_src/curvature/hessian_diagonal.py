@@ -24,6 +24,19 @@ def _pmean(tree: Any, axis_name: Any) -> Any:
   return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
 
+def mean_over_axis(fn: Callable[[Any], jax.Array], axis_name: Any) -> Callable[[Any], jax.Array]:
+  """``fn`` averaged over the mapped axis, so its derivatives are those of the global batch.
+
+  Differentiating the averaged loss is right under every mapping: under ``jax.shard_map`` with
+  its default replication checks, the gradient of a local loss with respect to replicated
+  params is already summed over devices, so averaging derivatives afterwards would be off by
+  the axis size.
+  """
+  if axis_name is None:
+    return fn
+  return lambda p: jax.lax.pmean(fn(p), axis_name)
+
+
 def value_grad_and_hessian_diagonal(
     fn: Callable[[Any], jax.Array],
     params: Any,
@@ -73,7 +86,7 @@ def value_grad_and_hessian_diagonal(
     nearly free next to the Hessian-vector product.
   """
   _check(num_probes, probe)
-  value_and_grad = jax.value_and_grad(fn)
+  value_and_grad = jax.value_and_grad(mean_over_axis(fn, axis_name))
   if num_probes == 1:
     z = probe_like(probe_key(key, 0), params, probe)
     (value, grad), (_, hz) = jax.jvp(value_and_grad, (params,), (z,))

@@ -1,13 +1,14 @@
 """Hutchinson estimate of the Hessian trace, with its standard error and per-leaf parts."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
 
 from gradtx._src.core import validate
 from gradtx._src.core.tree import compute_dtype
+from gradtx._src.curvature.hessian_diagonal import mean_over_axis
 from gradtx._src.curvature.probes import PROBES, probe_key, probe_like
 
 
@@ -26,7 +27,7 @@ def leaf_trace_samples(
   """
   validate.positive_int("num_probes", num_probes)
   validate.one_of("probe", probe, tuple(PROBES))
-  _, lin = jax.linearize(jax.grad(fn), params)
+  _, lin = jax.linearize(jax.grad(mean_over_axis(fn, axis_name)), params)
 
   def one(k):
     z = probe_like(probe_key(key, k), params, probe)
@@ -87,5 +88,6 @@ def estimate_hessian_trace(
     positive semi-definite matrix", J. ACM 58 (2011).
   """
   samples = leaf_trace_samples(fn, params, key, num_probes, probe, axis_name)
-  total = sum(jax.tree.leaves(samples))
+  # cast: sum() of the leaves is typed as possibly its int start 0, which only an empty tree returns.
+  total = cast(jax.Array, sum(jax.tree.leaves(samples)))
   return mean_and_stderr(total)

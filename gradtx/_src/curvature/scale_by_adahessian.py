@@ -15,7 +15,7 @@ from gradtx._src.curvature.probes import PROBES
 
 
 class ScaleByAdahessianState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   mu: optax.Updates  # first moment of the gradients, in mu_dtype
   nu: optax.Updates  # EMA of the squared (averaged) Hessian diagonal, in the params' dtype
   key: jax.Array  # raw PRNG key, split every step

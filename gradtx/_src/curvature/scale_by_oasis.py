@@ -15,7 +15,7 @@ from gradtx._src.curvature.probes import PROBES
 
 
 class ScaleByOasisState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   w_prev: optax.Params  # parameters at the previous step
   g_prev: optax.Updates  # gradient at the previous step
   d: optax.Updates  # EMA D_k of the Hessian-diagonal estimate, in the params' dtype
@@ -26,7 +26,7 @@ class ScaleByOasisState(NamedTuple):
 
 
 
-def _total(tree: Any) -> jax.Array:
+def _total(tree: Any) -> jax.Array | int:  # int 0 for an empty tree
   return sum(jnp.sum(x) for x in jax.tree.leaves(tree))
 
 

@@ -16,7 +16,7 @@ from gradtx._src.curvature.probes import PROBES
 
 
 class ScaleBySophiaState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   mu: optax.Updates  # EMA of gradients, in mu_dtype
   h: optax.Updates  # EMA of the Hessian-diagonal estimate, in the params' dtype
   key: jax.Array  # raw PRNG key, split every step

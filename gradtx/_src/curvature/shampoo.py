@@ -18,7 +18,7 @@ ROOT_METHODS = ("eigh", "newton")
 
 
 class ScaleByShampooState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   mu: optax.Updates  # momentum of the grafted direction, like params; None when b1 is a Python 0
   graft_nu: optax.Updates  # grafting second moment, like params; None for graft "sgd" or None
   factors: tuple  # per leaf (flattened order): (L, R, PL, PR) blocked, or (v,) for a diagonal leaf

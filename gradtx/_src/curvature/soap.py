@@ -13,14 +13,15 @@ from gradtx._src.curvature.shampoo_blocks import as_matrix_shape
 
 
 class ScaleBySoapState(NamedTuple):
-  count: jax.Array  # int32 step counter (calls, including the first one, which only sets the basis)
+  # int32 step counter (calls, including the first one, which only sets the basis)
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states
   mu: optax.Updates  # first moment in the rotated basis, like params (compute dtype)
   nu: optax.Updates  # second moment in the rotated basis, like params (compute dtype)
   factors: tuple  # per leaf (flattened order): ((L, Q_L) or (), (R, Q_R) or ())
 
 
 class SoapDecayState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
 
 
 def _sides(shape, max_precond_dim):

@@ -46,6 +46,7 @@ def nnx_extra_args(
     batch: Any = None,
     *,
     wrt: Any = nnx.Param,
+    logits_fn: Callable[..., Any] | None = None,
 ) -> dict[str, Any]:
   """Build extra ``update`` inputs for ``nnx.Optimizer.update`` from a model and a loss.
 
@@ -59,6 +60,8 @@ def nnx_extra_args(
     loss_fn: ``loss_fn(model, batch) -> scalar``.
     batch: the current batch (leaves with a leading example axis, for per-example gradients).
     wrt: the filter the ``nnx.Optimizer`` was built with.
+    logits_fn: ``logits_fn(model, batch) -> logits`` (``logits_fn(model)`` when ``batch`` is
+      None), needed only for the extra input ``"logits_fn"`` (Sophia-G).
 
   Returns:
     A dict of keyword arguments for ``optimizer.update(model, grads, **extra)``.
@@ -70,10 +73,15 @@ def nnx_extra_args(
   References:
     flax.nnx.Optimizer.
   """
-  graphdef, _, rest = nnx.split(model, wrt, ...)
+  # nnx.split is typed as returning a variadic tuple; with two filters it has exactly three items.
+  graphdef, _, rest = nnx.split(model, wrt, ...)  # type: ignore[misc]
   params = nnx.as_pure(nnx.state(model, wrt))
 
   def pure_loss(p, *batch_args):
     return loss_fn(nnx.merge(graphdef, p, rest), *batch_args)
 
-  return build_extra_args(names, pure_loss, params, batch)
+  def pure_logits(p, *batch_args):
+    assert logits_fn is not None
+    return logits_fn(nnx.merge(graphdef, p, rest), *batch_args)
+
+  return build_extra_args(names, pure_loss, params, batch, logits_fn=None if logits_fn is None else pure_logits)

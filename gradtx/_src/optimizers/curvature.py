@@ -168,6 +168,16 @@ def sophia_h(
   )
 
 
+@register(
+    family="curvature",
+    paper="Sophia: A Scalable Stochastic Second-order Optimizer for Language Model Pre-training",
+    arxiv="2305.14342",
+    extra_inputs=("logits_fn",),
+    needs_key=True,
+    test_kwargs={"learning_rate": 0.05, "key": 0, "weight_decay": 0.0, "rho": 0.05, "b2": 0.9},
+    race_kwargs={"learning_rate": 3e-3, "key": 0, "weight_decay": 1e-4},
+    static_args=("update_interval", "key", "mask", "axis_name"),
+)
 def sophia_g(
     learning_rate: Any = 1e-4,
     b1: Any = 0.965,
@@ -219,8 +229,12 @@ def sophia_g(
     Model Pre-training", arXiv:2305.14342.
 
   Notes:
-    Not in the registry yet: it needs the extra input ``logits_fn``, which the generic training
-    loops (contract tests, demo race) cannot build from a loss alone.
+    ``rho`` 0.04 and the other defaults follow the official SophiaG; the factor :math:`B` sits in
+    the estimator, not in the step (see :func:`estimate_gauss_newton_diagonal`), and the official
+    loop's clipping of the sampled-loss gradient is left out. The loss the gradients come from
+    should be the softmax cross-entropy of ``logits_fn`` (the estimate is its Gauss-Newton
+    diagonal); training loops build both with
+    ``gradtx.build_extra_args(spec.extra_inputs, loss_fn, params, batch, logits_fn=...)``.
   """
   return optax.chain(
       scale_by_sophia(
