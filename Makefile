@@ -4,11 +4,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS := flax,bench,dev,privacy
+EXTRAS := flax,bench,dev,privacy,docs
 STAMP := $(VENV)/.gradtx-installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test test-main test-sharding test-notebooks bench lint readme lock clean
+.PHONY: install demo test test-main test-sharding test-notebooks test-docs docs bench lint readme lock clean
 
 install: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements/lock.txt
 demo: $(STAMP)
 	$(BIN)/python -m benchmarks.race $(ARGS)
 
-test: test-main test-sharding test-notebooks
+test: test-main test-sharding test-notebooks test-docs
 
 test-main: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not sharding" tests
@@ -33,8 +33,18 @@ test-sharding: $(STAMP)
 test-notebooks: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --nbmake notebooks
 
+# The documentation site (docs/_build/html), warnings as errors. Notebooks are rendered, not executed.
+SPHINXBUILD := $(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+docs: $(STAMP)
+	$(SPHINXBUILD)
+
+# The docs must build in `make test`: a fresh build (-E), so no stale page hides a warning.
+test-docs: $(STAMP)
+	$(SPHINXBUILD) -E -q
+
 # Every benchmark, then the README's tables. Each prints ratios measured side by side in one run.
-BENCHMARKS := step_overhead step_cost clip_noise curvature kronecker geometry estimators
+BENCHMARKS := step_overhead step_cost clip_noise curvature kronecker geometry estimators privacy
 
 bench: $(STAMP)
 	@for b in $(BENCHMARKS); do \
@@ -44,7 +54,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.readme_table --write
 
 lint: $(STAMP)
-	$(BIN)/ruff check gradtx tests benchmarks
+	$(BIN)/ruff check gradtx tests benchmarks docs
+	$(BIN)/mypy  # configured in pyproject.toml [tool.mypy]: gradtx/ only
 
 readme: $(STAMP)
 	$(BIN)/python -m benchmarks.readme_table --write  # also docs/scale.md's memory table

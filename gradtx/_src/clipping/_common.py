@@ -41,5 +41,6 @@ def clip_factor(norm: jax.Array, bound: Any) -> jax.Array:
 
 def check_structure(where: str, updates: Any, state_tree: Any) -> None:
   """Raise a ValueError naming the leaves if ``updates`` and a per-leaf state tree differ in structure."""
-  if jax.tree.structure(updates) != jax.tree.structure(state_tree):
+  # jaxlib ships no type stub for PyTreeDef, so mypy cannot see its __eq__.
+  if jax.tree.structure(updates) != jax.tree.structure(state_tree):  # type: ignore[operator]
     check_matching(where, updates, state_tree, ("updates", "state"))

@@ -12,7 +12,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype
 
 
 class AdaptiveGradClipState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   norm: optax.Updates  # per leaf: scalar norm of the last incoming update, before clipping
   clipped: optax.Updates  # per leaf: bool, whether any unit of that leaf was scaled down
 

@@ -13,7 +13,7 @@ from gradtx._src.core.tree import check_matching, global_norm, scalar_dtype
 
 
 class ClipByQuantileState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   threshold: jax.Array  # running estimate c_t of the quantile of the global gradient norm
   norm: jax.Array  # global norm of the last incoming update, before clipping
   clipped: jax.Array  # bool: whether the last update was scaled down

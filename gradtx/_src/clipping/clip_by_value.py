@@ -12,7 +12,7 @@ from gradtx._src.core.tree import check_matching, scalar_dtype
 
 
 class ClipByValueState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   norm: jax.Array  # max |g| (the L-infinity norm) of the last incoming update, before clipping
   clipped: jax.Array  # bool: whether any element was clamped
 

@@ -55,6 +55,7 @@ def per_example_norms(per_example_grads: Any) -> jax.Array:
   for g in leaves:
     sq = jnp.sum(jnp.square(g.astype(compute_dtype(g.dtype))).reshape(g.shape[0], -1), axis=1)
     total = sq if total is None else total + sq.astype(jnp.promote_types(total.dtype, sq.dtype))
+  assert total is not None  # leaves is non-empty
   return jnp.sqrt(total)
 
 
@@ -93,7 +94,7 @@ def clip_per_example(per_example_grads: Any, max_norm: Any) -> tuple[Any, jax.Ar
 
 
 class PerExampleClipState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   norm: jax.Array  # mean pre-clip per-example norm of the last batch
   clipped: jax.Array  # fraction of the last batch's examples that were scaled down, in [0, 1]
 

@@ -18,7 +18,8 @@ class FuseLeavesState(NamedTuple):
 def _plan(tree: Any, max_leaf_size: int):
   """Static packing plan: which leaves stay alone, and which join which dtype group."""
   leaves, treedef = jax.tree.flatten(tree)
-  alone, groups = [], {}
+  alone: list[int] = []
+  groups: dict[str, list[int]] = {}
   for i, leaf in enumerate(leaves):
     size = int(np.prod(jnp.shape(leaf)))
     if size > max_leaf_size:

@@ -19,7 +19,7 @@ def state_shardings(tx: Any, params: Any, params_shardings: Any = None) -> Any:
 
   Args:
     tx: a gradient transformation.
-    params: the parameters, or ``jax.ShapeDtypeStruct``s of them (nothing is materialized).
+    params: the parameters, or ``jax.ShapeDtypeStruct`` stand-ins for them (nothing is materialized).
     params_shardings: a tree of ``NamedSharding`` like ``params``; default: each leaf's own
       ``.sharding`` (params must then be arrays or structs carrying a ``NamedSharding``).
 

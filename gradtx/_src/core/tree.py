@@ -1,6 +1,6 @@
 """Tree helpers shared by every family."""
 
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -64,7 +64,8 @@ def global_sq_norm(tree: Any) -> jax.Array:
   leaves = jax.tree.leaves(tree)
   if not leaves:
     return jnp.zeros([], jnp.float32)
-  return sum(jnp.sum(jnp.square(x.astype(compute_dtype(x.dtype)))) for x in leaves)
+  # cast: sum() is typed "Array | Literal[0]" for its start value, which only an empty tree returns.
+  return cast(jax.Array, sum(jnp.sum(jnp.square(x.astype(compute_dtype(x.dtype)))) for x in leaves))
 
 
 def global_norm(tree: Any) -> jax.Array:

@@ -9,6 +9,7 @@ Errors name the public function the user called, the argument, the legal range a
 
 import math
 import sys
+import types
 from typing import Any
 
 import jax
@@ -20,7 +21,7 @@ _SELF = __name__
 
 def _caller_name() -> str:
   """The outermost gradtx function on the stack: the factory the user called."""
-  frame = sys._getframe(1)
+  frame: types.FrameType | None = sys._getframe(1)
   name = "gradtx"
   while frame is not None:
     module = frame.f_globals.get("__name__", "")

@@ -26,7 +26,7 @@ def _explicit_matrix_spec(x: jax.Array) -> Any:
   except (AttributeError, TypeError):
     return None
   entries = list(spec) + [None] * (x.ndim - len(spec))
-  names = set()
+  names: set[str] = set()
   for e in entries[-2:]:
     names.update((e,) if isinstance(e, str) else (e or ()))
   return PartitionSpec(*entries) if names & explicit else None
@@ -101,7 +101,7 @@ def orthogonalize_newton_schulz(
   if len(coeffs) != 3:
     raise ValueError(f"orthogonalize_newton_schulz: coeffs must be 3 numbers (a, b, c), got {coeffs!r}.")
   dt = compute_dtype(x.dtype) if dtype is None else jnp.dtype(dtype)
-  coeffs = tuple(float(c) for c in coeffs)
+  coeffs = (float(coeffs[0]), float(coeffs[1]), float(coeffs[2]))
   return _on_whole_matrix(lambda y: _newton_schulz(y, ns_steps, coeffs, float(eps), dt), x)
 
 

@@ -18,7 +18,7 @@ _R_EPS = 1e-8
 
 
 class ScaleByAuonState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   mu: optax.Updates  # EMA momentum, in mu_dtype
 
 

@@ -16,7 +16,7 @@ NORMS = ("l2", "global_l2", "linf", "spectral", "rms_to_rms")
 
 
 class ScaleByDualizedNormState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
 
 
 def _leaf_norms(norm: Any, tree: Any) -> Any:
@@ -53,15 +53,15 @@ def dualize(
 ) -> Any:
   r"""The dual map :math:`d(g) = \arg\max_{\lVert d \rVert \le 1} \langle g, d \rangle`, leaf by leaf.
 
-  ====================  =================================================  ==============================
-  norm                  d(g)                                               dual norm <g, d(g)>
-  ====================  =================================================  ==============================
-  ``"l2"``              :math:`g / \lVert g \rVert_2` (0 for 0)            :math:`\lVert g \rVert_2`
-  ``"global_l2"``       the same over all leaves concatenated              global l2 norm
-  ``"linf"``            :math:`\operatorname{sign}(g)`                     :math:`\lVert g \rVert_1`
-  ``"spectral"``        :math:`U V^\top`                                   :math:`\sum_i \sigma_i`
-  ``"rms_to_rms"``      :math:`\sqrt{\text{fan\_out}/\text{fan\_in}}\, U V^\top`  scaled nuclear norm
-  ====================  =================================================  ==============================
+  ================  ========================================================  =========================
+  norm              d(g)                                                      dual norm <g, d(g)>
+  ================  ========================================================  =========================
+  ``"l2"``          :math:`g / \lVert g \rVert_2` (0 for 0)                   :math:`\lVert g \rVert_2`
+  ``"global_l2"``   the same over all leaves concatenated                     global l2 norm
+  ``"linf"``        :math:`\operatorname{sign}(g)`                            :math:`\lVert g \rVert_1`
+  ``"spectral"``    :math:`U V^\top`                                          :math:`\sum_i \sigma_i`
+  ``"rms_to_rms"``  :math:`\sqrt{\text{fan\_out}/\text{fan\_in}}\, U V^\top`  scaled nuclear norm
+  ================  ========================================================  =========================
 
   Args:
     tree: the gradient (or momentum) tree; float leaves, returned in their own dtype.

@@ -24,7 +24,7 @@ SHAPE_SCALINGS = ("max_ratio", "match_rms", "rms_to_rms", "none")
 
 
 class ScaleByOrthogonalizedMomentumState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   mu: optax.Updates  # EMA momentum, in mu_dtype
 
 

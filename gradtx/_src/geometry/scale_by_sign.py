@@ -10,7 +10,7 @@ from gradtx._src.core.tree import check_matching
 
 
 class ScaleBySignState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
 
 
 def scale_by_sign() -> optax.GradientTransformationExtraArgs:

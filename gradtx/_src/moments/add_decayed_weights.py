@@ -12,7 +12,8 @@ from gradtx._src.core.tree import check_matching, compute_dtype, mask_tree
 
 
 class AddDecayedWeightsState(NamedTuple):
-  count: jax.Array  # int32 step counter, the argument of a weight-decay schedule
+  # int32 step counter, the argument of a weight-decay schedule
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states
 
 
 def add_decayed_weights(

@@ -12,7 +12,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype, full_like
 
 
 class ScaleByAdagradState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   sum_of_squares: optax.Updates  # accumulated squared gradients
 
 

@@ -12,7 +12,7 @@ from gradtx._src.core.tree import check_matching, global_sq_norm, scalar_dtype
 
 
 class ScaleByAdagradNormState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   sum_of_squares: jax.Array  # scalar b_t^2 = b_0^2 + sum of squared global gradient norms
 
 

@@ -13,7 +13,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype
 
 
 class ScaleByAdamomentumState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   mu: optax.Updates  # first moment m, in mu_dtype
   nu: optax.Updates  # EMA of m**2 plus eps per step, in the gradients' dtype
 

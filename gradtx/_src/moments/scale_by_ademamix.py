@@ -14,7 +14,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype
 
 
 class ScaleByAdemamixState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   mu: optax.Updates  # fast first moment (decay b1), in mu_dtype
   mu_slow: optax.Updates  # slow first moment (decay b3), in mu_dtype, never bias-corrected
   nu: optax.Updates  # second moment, in the gradients' dtype

@@ -13,7 +13,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype
 
 
 class ScaleByAmsgradState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   mu: optax.Updates  # first moment, in mu_dtype
   nu: optax.Updates  # second moment (raw, uncorrected)
   nu_max: optax.Updates  # running maximum of the raw second moment

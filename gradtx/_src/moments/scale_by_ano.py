@@ -13,7 +13,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype
 
 
 class ScaleByAnoState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   mu: optax.Updates  # momentum (only its sign is used), in mu_dtype
   nu: optax.Updates  # additive-sign second moment
 

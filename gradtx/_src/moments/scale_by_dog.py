@@ -12,7 +12,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype, global_sq_norm,
 
 
 class ScaleByDogState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   x0: optax.Params  # the params at the first update
   rbar: Any  # max distance from x0 so far (r_eps at the first step): a scalar, or one per leaf
   sum_sq_norms: Any  # G = sum of squared gradient norms: a scalar, or one per leaf

@@ -10,7 +10,8 @@ from gradtx._src.core import validate
 
 
 class ScaleByLearningRateState(NamedTuple):
-  count: jax.Array  # int32 step counter, the schedule's argument
+  # int32 step counter, the schedule's argument
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states
 
 
 def scale_by_learning_rate(

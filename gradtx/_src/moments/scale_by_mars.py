@@ -13,7 +13,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype
 
 
 class ScaleByMarsState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   mu: optax.Updates  # first moment of c_t, in mu_dtype
   nu: optax.Updates  # second moment of c_t
   prev_grad: optax.Updates | None  # approximate: the previous step's gradient; exact: None

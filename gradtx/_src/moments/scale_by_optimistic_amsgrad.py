@@ -15,7 +15,7 @@ PREDICTORS = ("last", "zero")
 
 
 class ScaleByOptimisticAmsgradState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   mu: optax.Updates  # first moment theta, in mu_dtype
   nu: optax.Updates  # second moment v (raw, uncorrected)
   nu_max: optax.Updates  # vhat = max(vhat, v), initialised to eps

@@ -13,7 +13,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype, full_like
 
 
 class ScaleByRmsState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   nu: optax.Updates  # running average of squared gradients
   mu: optax.Updates  # running average of gradients (centered only; else an empty tuple)
 
@@ -85,11 +85,11 @@ def scale_by_rms(
     else:
       mu = ()
 
-      def step(g, v):
+      def plain_step(g, v):
         dt = compute_dtype(g.dtype)
         return (g.astype(dt) / (jnp.sqrt(v.astype(dt)) + e)).astype(g.dtype)
 
-      out = jax.tree.map(step, updates, nu)
+      out = jax.tree.map(plain_step, updates, nu)
     return out, ScaleByRmsState(optax.safe_int32_increment(state.count), nu, mu)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

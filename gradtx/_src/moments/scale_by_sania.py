@@ -14,7 +14,7 @@ PRECONDITIONERS = ("adagrad", "adam")
 
 
 class ScaleBySaniaState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   nu: optax.Updates  # sum of g**2 ("adagrad") or EMA of g**2 ("adam"), same tree as params
 
 

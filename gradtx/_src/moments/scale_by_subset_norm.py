@@ -16,7 +16,7 @@ MOMENTA = ("ema", "subspace", "none")
 
 
 class ScaleBySubsetNormState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   mu: optax.Updates  # momentum (low-rank for subspace leaves); scalar placeholders when momentum="none"
   proj: optax.Updates  # subspace bases (scalar placeholders where unused)
   nu: optax.Updates  # one second-moment entry per subset: (a, 1), (1, b), (n/k, 1) or like the leaf

@@ -12,7 +12,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype
 
 
 class SubspaceMomentumState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   mu: optax.Updates  # momentum: (a, r) or (r, b) for a projected (a, b) leaf, else like the leaf
   proj: optax.Updates  # orthonormal basis: (r, b) if a >= b, (a, r) if a < b; a scalar placeholder if unprojected
 
@@ -26,7 +26,7 @@ def init_leaf(p: Any, rank: int | None, dtype: Any) -> tuple[jax.Array, jax.Arra
   """(momentum, basis) for one leaf."""
   shape = jnp.shape(p)
   pdt = jnp.asarray(p).dtype
-  if not projected(shape, rank):
+  if rank is None or not projected(shape, rank):
     return jnp.zeros(shape, dtype or pdt), jnp.zeros((), pdt)
   a, b = shape
   r = min(rank, a, b)
@@ -52,7 +52,7 @@ def leaf_numerator(
   """
   dt = compute_dtype(g.dtype)
   gg = g.astype(dt)
-  if not projected(g.shape, rank):
+  if rank is None or not projected(g.shape, rank):
     m_new = beta1 * m.astype(dt) + (1.0 - beta1) * gg
     return m_new, m_new.astype(m.dtype), basis
   a, b = g.shape
@@ -74,7 +74,8 @@ def check_structure(where: str, updates: Any, state_tree: Any, params: Any) -> N
   """Raise a ValueError if ``updates`` and the state (or ``params``) do not match."""
   if params is not None:
     check_matching(where, updates, params, ("updates", "params"))
-  if jax.tree.structure(updates) != jax.tree.structure(state_tree):
+  # jaxlib ships no type stub for PyTreeDef, so mypy cannot see its __eq__.
+  if jax.tree.structure(updates) != jax.tree.structure(state_tree):  # type: ignore[operator]
     raise ValueError(
         f"{where}: updates and state have different tree structures: {jax.tree.structure(updates)} "
         f"and {jax.tree.structure(state_tree)}."

@@ -13,7 +13,7 @@ from gradtx._src.core.tree import check_matching, compute_dtype
 
 
 class TraceState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   mu: optax.Updates  # momentum buffer, in mu_dtype
 
 

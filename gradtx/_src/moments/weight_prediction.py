@@ -11,7 +11,7 @@ from gradtx._src.core.tree import compute_dtype
 
 
 class WeightPredictionState(NamedTuple):
-  count: jax.Array  # int32 step counter
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, like optax states; int32 step counter
   inner_state: Any  # the base optimizer's state
   last_update: optax.Updates  # the base's latest update: U(S_t), the step its stored state makes
   steps: jax.Array  # s, how many steps ahead predict_params looks by default
