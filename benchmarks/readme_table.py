@@ -31,6 +31,7 @@ SECTIONS = {
     "kronecker": "kronecker.md",
     "geometry": "geometry.md",
     "estimators": "estimators.md",
+    "privacy": "privacy.md",
     "gpu": "gpu/",
 }
 
