@@ -1,7 +1,7 @@
 """Hutchinson trace of the Hessian with per-leaf (layer) traces, as in PyHessian and HAWQ-V2."""
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -57,7 +57,8 @@ def hessian_trace(
     A fixed number of probes (jit-able) instead of PyHessian's stop-at-relative-change-1e-3 loop.
   """
   samples = leaf_trace_samples(fn, params, key, num_probes, probe, axis_name)
-  total, stderr = mean_and_stderr(sum(jax.tree.leaves(samples)))
+  # cast: sum() of the leaves is typed as possibly its int start 0, which only an empty tree returns.
+  total, stderr = mean_and_stderr(cast(jax.Array, sum(jax.tree.leaves(samples))))
   leaves, treedef = jax.tree.flatten(samples)
   pairs = [mean_and_stderr(s) for s in leaves]
   leaf_traces = jax.tree.unflatten(treedef, [m for m, _ in pairs])
