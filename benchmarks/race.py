@@ -76,7 +76,7 @@ def train(spec: gradtx.OptimizerSpec, data, *, steps: int, batch_size: int, hidd
     batch = (x_tr[batch_idx], y_tr[batch_idx])
     at = p if spec.gradient_point is None else spec.gradient_point(p, s)
     grads = jax.grad(loss_fn)(at, batch)
-    extra = gradtx.build_extra_args(spec.extra_inputs, loss_fn, p, batch)
+    extra = gradtx.build_extra_args(spec.extra_inputs, loss_fn, p, batch, logits_fn=lambda q, b: logits_fn(q, b[0]))
     updates, s = tx.update(grads, s, p, **extra)
     p = optax.apply_updates(p, updates)
     return (p, s), loss_fn(p, (x_tr, y_tr))
