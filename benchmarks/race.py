@@ -1,16 +1,32 @@
-"""The optimizer race (`make demo`): every registered optimizer trains an MLP on scikit-learn's digits.
+"""The optimizer race: every registered optimizer trains the same models on data that ship offline.
 
-The data ship with scikit-learn, so the race runs offline. Each optimizer gets the same model, data,
-batches and seeds, and whatever extra inputs its registry entry asks for (loss function, gradient
-function, per-example gradients, ...), built by ``gradtx.build_extra_args``. Training runs as one
-compiled ``lax.scan`` per optimizer and seed; steps/s is measured on the compiled run alone.
+Problems (benchmarks/race_problems.py): ``mlp`` and ``cnn`` on scikit-learn's digits, and
+``transformer``, a character-level transformer on a bundled public-domain text. Each optimizer gets
+the same model, data, batches and seeds, and whatever extra inputs its registry entry asks for
+(loss function, gradient function, per-example gradients, ...), built by
+``gradtx.build_extra_args``. Training runs as one compiled ``lax.scan`` per optimizer; the
+learning rate and the seed are arguments of the compiled run, so a sweep compiles once. Steps/s
+is measured on the compiled run alone.
+
+Two modes:
+  quick (``make demo``): one seed, the registry's ``race_kwargs``, one table and plot per problem
+    (``race.md``/``race.png`` for the MLP, ``race_demo_<problem>.*`` for the others).
+  ``--full`` (``make bench``): learning rate tuned per optimizer over ``race_kwargs``' value times
+    {1/3, 1, 3}, then 3 seeds; final loss with its spread, steps and wall time to a target loss;
+    ``race_<problem>.md/png/json`` and ``race_scatter.png`` (see benchmarks/race_full.py).
 
 Usage:
-  python -m benchmarks.race [--optimizers adam,sgd] [--family moments] [--steps 300] [--seeds 0 1]
+  python -m benchmarks.race [--problem mlp|cnn|transformer|all] [--full] [--optimizers adam,sgd]
+                            [--family moments] [--steps N] [--seeds 0 1 2]
 """
 
 import argparse
+import dataclasses
+import datetime
+import functools
 import os
+import platform
+import sys
 import time
 from typing import Any
 
@@ -18,110 +34,190 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
 import gradtx
-from benchmarks.common import RESULTS_DIR, write_result
+from benchmarks import race_problems
+from benchmarks.common import RESULTS_DIR, tree_size
+
+# DeepZero estimates ``density * n`` coordinates per step, one loss evaluation each; on the larger
+# problems its race density is capped so that a step costs at most this many evaluations.
+MAX_COORDINATE_EVALS = 200
+# Hyperparameters passed to the compiled run as arguments (unless an entry marks them static).
+TRACED = ("learning_rate", "key")
 
 
-class MLP(nnx.Module):
-  """64 -> hidden -> hidden -> 10 with GELU."""
-
-  def __init__(self, hidden: int, rngs: nnx.Rngs):
-    self.l1 = nnx.Linear(64, hidden, rngs=rngs)
-    self.l2 = nnx.Linear(hidden, hidden, rngs=rngs)
-    self.out = nnx.Linear(hidden, 10, rngs=rngs)
-
-  def __call__(self, x):
-    return self.out(jax.nn.gelu(self.l2(jax.nn.gelu(self.l1(x)))))
+@dataclasses.dataclass
+class Run:
+  losses: np.ndarray  # the recorded loss after every ``eval_every`` steps
+  metric: float  # test accuracy or held-out loss after training
+  step_s: float  # wall seconds per training step of the compiled run
+  compile_s: float
 
 
-def load_data(seed: int = 0):
-  digits = load_digits()
-  x = (digits.data / 16.0).astype(np.float32)
-  x = (x - x.mean(0)) / (x.std(0) + 1e-3)
-  x_tr, x_te, y_tr, y_te = train_test_split(x, digits.target, test_size=0.25, random_state=seed)
-  return jnp.asarray(x_tr), jnp.asarray(y_tr), jnp.asarray(x_te), jnp.asarray(y_te)
-
-
-def make_problem(hidden: int, seed: int):
-  model = MLP(hidden, nnx.Rngs(seed))
-  graphdef, params = nnx.split(model)
-
-  def logits_fn(params, x):
-    return nnx.merge(graphdef, params)(x)
-
-  def loss_fn(params, batch):
-    x, y = batch
-    return optax.softmax_cross_entropy_with_integer_labels(logits_fn(params, x), y).mean()
-
-  return params, logits_fn, loss_fn
-
-
-def train(spec: gradtx.OptimizerSpec, data, *, steps: int, batch_size: int, hidden: int, seed: int):
-  """Train one optimizer; return (per-step full train loss, test accuracy, steps/s, wall seconds)."""
-  x_tr, y_tr, x_te, y_te = data
-  params, logits_fn, loss_fn = make_problem(hidden, seed)
+def problem_kwargs(spec: gradtx.OptimizerSpec, problem: race_problems.Problem, n_params: int) -> dict:
+  """``race_kwargs`` adapted to a problem: batch sizes match it, DeepZero's density is capped."""
   kwargs = dict(spec.race_kwargs)
-  if spec.needs_key:
-    kwargs["key"] = seed
-  tx = spec.factory(**kwargs)
-  idx = jax.random.randint(jax.random.PRNGKey(1000 + seed), (steps, batch_size), 0, x_tr.shape[0])
-
-  def body(carry, batch_idx):
-    p, s = carry
-    batch = (x_tr[batch_idx], y_tr[batch_idx])
-    at = p if spec.gradient_point is None else spec.gradient_point(p, s)
-    grads = jax.grad(loss_fn)(at, batch)
-    extra = gradtx.build_extra_args(spec.extra_inputs, loss_fn, p, batch, logits_fn=lambda q, b: logits_fn(q, b[0]))
-    updates, s = tx.update(grads, s, p, **extra)
-    p = optax.apply_updates(p, updates)
-    return (p, s), loss_fn(p, (x_tr, y_tr))
-
-  def run(p):
-    (p, _), losses = jax.lax.scan(body, (p, tx.init(p)), idx)
-    accuracy = jnp.mean(jnp.argmax(logits_fn(p, x_te), -1) == y_te)
-    return losses, accuracy
-
-  start = time.perf_counter()
-  compiled = jax.jit(run).lower(params).compile()
-  run_start = time.perf_counter()
-  losses, accuracy = jax.block_until_ready(compiled(params))
-  end = time.perf_counter()
-  return np.asarray(losses), float(accuracy), steps / (end - run_start), end - start
+  for name in ("batch_size", "expected_batch_size"):
+    if name in kwargs:
+      kwargs[name] = problem.batch_size
+  if "density" in kwargs and isinstance(kwargs["density"], float):
+    kwargs["density"] = min(kwargs["density"], MAX_COORDINATE_EVALS / n_params)
+  return kwargs
 
 
-def race(names, *, steps: int, seeds, batch_size: int, hidden: int, progress: bool = True):
-  data = load_data()
+def family_label(spec: gradtx.OptimizerSpec, kwargs: dict | None = None, params: Any = None) -> str:
+  """The family column: estimators are marked ZO, with their loss evaluations per step.
+
+  The count comes from ``gradtx.function_evals_per_step`` on the optimizer's state for
+  ``params``; without ``params`` (or that API) the label is just "estimators (ZO)".
+  """
+  if spec.family != "estimators":
+    return spec.family
+  count = getattr(gradtx, "function_evals_per_step", None)
+  if count is not None and params is not None:
+    kwargs = dict(spec.race_kwargs if kwargs is None else kwargs)
+    if spec.needs_key:
+      kwargs["key"] = 0
+    evals = count(spec.factory(**kwargs).init(params))
+    if evals is not None:
+      return f"estimators (ZO, {evals} evals/step)"
+  return "estimators (ZO)"
+
+
+@functools.cache
+def eval_seconds(name: str) -> float:
+  """Median seconds of one recorded-loss evaluation of problem ``name``, to take out of step times."""
+  problem = race_problems.get(name)
+  params = problem.init(0)
+  fn = jax.jit(problem.eval_loss)
+  fn(params).block_until_ready()
+  times = []
+  for _ in range(15):
+    start = time.perf_counter()
+    fn(params).block_until_ready()
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+class Runner:
+  """Compiled training runs of one optimizer on one problem; ``run(seed, learning_rate)``."""
+
+  def __init__(self, spec: gradtx.OptimizerSpec, problem: race_problems.Problem, steps: int, eval_every: int):
+    self.spec, self.problem, self.eval_every = spec, problem, eval_every
+    self.chunks = max(1, steps // eval_every)
+    self.steps = self.chunks * eval_every
+    params = problem.init(0)
+    self.kwargs = problem_kwargs(spec, problem, tree_size(params))
+    self.family = family_label(spec, self.kwargs, params)
+    self.traced = [
+        n for n in TRACED
+        if n in self.kwargs and n not in spec.static_args and isinstance(self.kwargs[n], (int, float))
+    ]
+    self._compiled: dict[Any, Any] = {}
+
+  def _build(self, static: dict):
+    spec, problem = self.spec, self.problem
+
+    def run(params, idx, traced):
+      tx = spec.factory(**static, **traced)
+
+      def step(carry, batch_idx):
+        p, s = carry
+        batch = problem.batch_fn(batch_idx)
+        at = p if spec.gradient_point is None else spec.gradient_point(p, s)
+        grads = jax.grad(problem.loss_fn)(at, batch)
+        extra = gradtx.build_extra_args(spec.extra_inputs, problem.loss_fn, p, batch, logits_fn=problem.logits_fn)
+        updates, s = tx.update(grads, s, p, **extra)
+        return (optax.apply_updates(p, updates), s), None
+
+      def chunk(carry, chunk_idx):
+        carry, _ = jax.lax.scan(step, carry, chunk_idx)
+        return carry, problem.eval_loss(carry[0])
+
+      (p, _), losses = jax.lax.scan(chunk, (params, tx.init(params)), idx)
+      return losses, problem.metric(p)
+
+    return jax.jit(run)
+
+  def run(self, seed: int, learning_rate: float | None = None) -> Run:
+    kwargs = dict(self.kwargs)
+    if self.spec.needs_key:
+      kwargs["key"] = seed
+    if learning_rate is not None:
+      kwargs["learning_rate"] = learning_rate
+    traced = {n: jnp.asarray(kwargs.pop(n), jnp.int32 if n == "key" else jnp.float32) for n in self.traced}
+    params = self.problem.init(seed)
+    shape = (self.chunks, self.eval_every, self.problem.batch_size)
+    idx = jax.random.randint(jax.random.PRNGKey(1000 + seed), shape, 0, self.problem.num_examples)
+    cache_key = repr(sorted(kwargs.items()))
+    start = time.perf_counter()
+    if cache_key not in self._compiled:
+      try:
+        self._compiled[cache_key] = self._build(kwargs).lower(params, idx, traced).compile()
+      except Exception:
+        if not self.traced:
+          raise
+        # This entry cannot take its learning rate or key as an array: compile per value instead.
+        self.traced = []
+        return self.run(seed, learning_rate)
+    compile_s = time.perf_counter() - start
+    run_start = time.perf_counter()
+    losses, metric = jax.block_until_ready(self._compiled[cache_key](params, idx, traced))
+    # The recorded losses are computed inside the run: their measured cost comes out of the step time.
+    raw = (time.perf_counter() - run_start) / self.steps
+    step_s = max(raw - eval_seconds(self.problem.name) / self.eval_every, 0.5 * raw)
+    return Run(np.asarray(losses), float(metric), step_s, compile_s)
+
+
+def machine() -> str:
+  """Date, cores, jax version and backend, for the header of every result file."""
+  device = jax.devices()[0]
+  now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+  load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+  return (
+      f"{now}; {os.cpu_count()} cores ({platform.machine()}){load}, jax {jax.__version__}, optax "
+      f"{optax.__version__}, backend {device.platform} ({device.device_kind})"
+  )
+
+
+def command(argv) -> str:
+  return "python -m benchmarks.race " + " ".join(sys.argv[1:] if argv is None else argv)
+
+
+# ---------------------------------------------------------------------------------------------
+# Quick mode (`make demo`): one seed, race_kwargs as registered.
+
+
+def race(names, problem, *, steps: int, seeds, progress: bool = True):
   results = []
-  bar = tqdm(total=len(names) * len(seeds), desc="race", unit="run", disable=not progress)
+  bar = tqdm(total=len(names) * len(seeds), desc=f"race {problem.name}", unit="run", disable=not progress)
   for name in names:
     spec = gradtx.get_spec(name)
     runs = []
+    runner = None
     for seed in seeds:
       bar.set_postfix_str(name)
       try:
-        runs.append(train(spec, data, steps=steps, batch_size=batch_size, hidden=hidden, seed=seed))
+        runner = runner or Runner(spec, problem, steps, problem.eval_every)
+        runs.append(runner.run(seed))
       except Exception as e:  # a broken entry is reported in the table, not fatal to the race
-        tqdm.write(f"{name}: failed: {type(e).__name__}: {e}")
+        tqdm.write(f"{name}: failed: {type(e).__name__}: {str(e)[:300]}")
       bar.update()
     if not runs:
-      results.append({"name": name, "family": spec.family, "failed": True})
+      results.append({"name": name, "family": runner.family if runner else spec.family, "failed": True})
       continue
-    curves = np.stack([r[0] for r in runs])
+    curves = np.stack([r.losses for r in runs])
     results.append({
         "name": name,
-        "family": spec.family,
+        "family": runner.family,
         "failed": False,
         "curve": np.mean(curves, axis=0),
         "final_loss": float(np.mean(curves[:, -1])),
-        "accuracy": float(np.mean([r[1] for r in runs])),
-        "steps_per_s": float(np.median([r[2] for r in runs])),
-        "wall_s": float(np.sum([r[3] for r in runs])),
-        "kwargs": dict(spec.race_kwargs),
+        "metric": float(np.mean([r.metric for r in runs])),
+        "steps_per_s": 1.0 / float(np.median([r.step_s for r in runs])),
+        "wall_s": float(np.sum([r.compile_s + r.step_s * runner.steps for r in runs])),
+        "kwargs": runner.kwargs,
     })
   bar.close()
   return results
@@ -129,25 +225,30 @@ def race(names, *, steps: int, seeds, batch_size: int, hidden: int, progress: bo
 
 def _short(value: Any) -> str:
   """A hyperparameter as the table shows it: numbers and strings as they are, objects by kind."""
-  if isinstance(value, (bool, int, float, str)) or value is None:
+  if isinstance(value, float):
+    return f"{value:.3g}"
+  if isinstance(value, (bool, int, str)) or value is None:
     return repr(value) if isinstance(value, str) else str(value)
   return f"<{type(value).__name__}>"
 
 
-def table(results, *, steps: int, seeds) -> str:
+def table(results, problem, *, steps: int, seeds, argv=None) -> str:
   ok = [r for r in results if not r["failed"]]
   ok.sort(key=lambda r: (not np.isfinite(r["final_loss"]), r["final_loss"]))
   lines = [
-      f"Digits MLP race: {steps} steps, batch 128, seeds {list(seeds)}, "
-      f"jax {jax.__version__} on {jax.devices()[0].platform}. Sorted by final train loss.",
+      f"{problem.title}: {steps} steps, batch {problem.batch_size}, seeds {list(seeds)}, the registry's "
+      f"race_kwargs. Sorted by final {problem.eval_label}.",
       "",
-      "| optimizer | family | hyperparameters | final train loss | test accuracy | steps/s | wall time (s) |",
+      f"Run {machine()}; command `{command(argv)}`.",
+      "",
+      f"| optimizer | family | hyperparameters | final {problem.eval_label} | {problem.metric_label} "
+      "| steps/s | wall time (s) |",
       "|---|---|---|---:|---:|---:|---:|",
   ]
   for r in ok:
     hp = ", ".join(f"{k}={_short(v)}" for k, v in r["kwargs"].items())
     lines.append(
-        f"| {r['name']} | {r['family']} | {hp} | {r['final_loss']:.4f} | {r['accuracy']:.3f} | "
+        f"| {r['name']} | {r['family']} | {hp} | {r['final_loss']:.4f} | {r['metric']:.3f} | "
         f"{r['steps_per_s']:.0f} | {r['wall_s']:.1f} |"
     )
   for r in results:
@@ -156,49 +257,74 @@ def table(results, *, steps: int, seeds) -> str:
   return "\n".join(lines) + "\n"
 
 
-def plot(results, path: str) -> None:
-  """Loss curves, one panel per family, each with Adam drawn as the common reference."""
+def panel_of(family: str) -> tuple[str, str]:
+  """(plot panel, legend suffix) of a family label: "estimators (ZO, 2 evals/step)" ->
+  ("estimators", " (ZO, 2 evals/step)"), so all estimators share one panel."""
+  panel, _, rest = family.partition(" (")
+  return panel, f" ({rest}" if rest else ""
+
+
+def family_axes(n_panels: int):
+  """A grid of log-y loss panels, at most four across."""
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  done = [r for r in results if not r["failed"]]
-  families = list(dict.fromkeys(r["family"] for r in done))
-  reference = next((r for r in done if r["name"] == "adam"), None)
-  cols = min(4, len(families))
-  rows = -(-len(families) // cols)
+  cols = min(4, n_panels)
+  rows = -(-n_panels // cols)
   fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), sharex=True, sharey=True, squeeze=False)
+  for ax in axes.flat[n_panels:]:
+    ax.set_visible(False)
+  return plt, fig, axes
+
+
+def plot(results, problem, path: str) -> None:
+  """Loss curves, one panel per family, each with Adam drawn as the common reference."""
+  done = [r for r in results if not r["failed"]]
+  families = list(dict.fromkeys(panel_of(r["family"])[0] for r in done))
+  reference = next((r for r in done if r["name"] == "adam"), None)
+  plt, fig, axes = family_axes(max(1, len(families)))
   for ax, family in zip(axes.flat, families):
     if reference is not None and reference["family"] != family:
-      ax.plot(reference["curve"], color="0.6", lw=2, label="adam (reference)")
-    for r in (r for r in done if r["family"] == family):
-      ax.plot(r["curve"], lw=1.2, label=r["name"])
+      x = np.arange(1, len(reference["curve"]) + 1) * problem.eval_every
+      ax.plot(x, reference["curve"], color="0.6", lw=2, label="adam (reference)")
+    for r in (r for r in done if panel_of(r["family"])[0] == family):
+      x = np.arange(1, len(r["curve"]) + 1) * problem.eval_every
+      ax.plot(x, r["curve"], lw=1.2, label=r["name"] + panel_of(r["family"])[1])
     ax.set_title(family)
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-  for ax in axes.flat[len(families):]:
-    ax.set_visible(False)
   for ax in axes[-1]:
     ax.set_xlabel("step")
   for ax in axes[:, 0]:
-    ax.set_ylabel("full-batch train loss")
-  fig.suptitle("gradtx optimizer race: MLP on scikit-learn digits")
+    ax.set_ylabel(problem.eval_label)
+  fig.suptitle(f"gradtx optimizer race: {problem.title}")
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
 
 
+def write(out: str, name: str, text: str) -> str:
+  os.makedirs(out, exist_ok=True)
+  path = os.path.join(out, name)
+  with open(path, "w") as f:
+    f.write(text)
+  return path
+
+
 def main(argv: Any = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--problem", default="mlp", choices=[*race_problems.PROBLEMS, "all"])
+  parser.add_argument("--full", action="store_true", help="tuned learning rates, 3 seeds, time to target")
   parser.add_argument("--optimizers", default="", help="comma-separated names (default: all registered)")
   parser.add_argument("--family", default=None, help="only this family")
-  parser.add_argument("--steps", type=int, default=300)
-  parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-  parser.add_argument("--batch-size", type=int, default=128)
-  parser.add_argument("--hidden", type=int, default=64)
-  parser.add_argument("--out", default=RESULTS_DIR, help="where race.md and race.png go")
+  parser.add_argument("--steps", type=int, default=None, help="default: the problem's demo/full steps")
+  parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: [0], or [0, 1, 2] with --full")
+  parser.add_argument("--merge", action="store_true",
+                      help="with --full: keep the other optimizers' rows of the existing race_<problem>.json")
+  parser.add_argument("--out", default=RESULTS_DIR, help="where the .md/.png files go")
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
 
@@ -206,23 +332,26 @@ def main(argv: Any = None) -> None:
   unknown = sorted(set(names) - set(gradtx.list_optimizers()))
   if unknown:
     parser.error(f"unknown optimizers {unknown}; registered: {gradtx.list_optimizers()}")
-  results = race(
-      names, steps=args.steps, seeds=args.seeds, batch_size=args.batch_size, hidden=args.hidden,
-      progress=not args.no_progress,
-  )
-  text = table(results, steps=args.steps, seeds=args.seeds)
-  print()
-  print(text)
-  os.makedirs(args.out, exist_ok=True)
-  if os.path.abspath(args.out) == os.path.abspath(RESULTS_DIR):
-    md = write_result("race.md", text)
-  else:
-    md = os.path.join(args.out, "race.md")
-    with open(md, "w") as f:
-      f.write(text)
-  png = os.path.join(args.out, "race.png")
-  plot(results, png)
-  print(f"wrote {md} and {png}")
+  problems = race_problems.PROBLEMS if args.problem == "all" else (args.problem,)
+  if args.full:
+    from benchmarks import race_full
+
+    race_full.main(names, problems, steps=args.steps, seeds=args.seeds or [0, 1, 2], out=args.out,
+                   progress=not args.no_progress, argv=argv, merge=args.merge)
+    return
+  seeds = args.seeds or [0]
+  for name in problems:
+    problem = race_problems.get(name)
+    steps = args.steps or problem.demo_steps
+    results = race(names, problem, steps=steps, seeds=seeds, progress=not args.no_progress)
+    text = table(results, problem, steps=steps, seeds=seeds, argv=argv)
+    print()
+    print(text)
+    stem = "race" if name == "mlp" else f"race_demo_{name}"
+    md = write(args.out, f"{stem}.md", text)
+    png = os.path.join(args.out, f"{stem}.png")
+    plot(results, problem, png)
+    print(f"wrote {md} and {png}")
 
 
 if __name__ == "__main__":
