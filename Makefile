@@ -44,13 +44,15 @@ test-docs: $(STAMP)
 	$(SPHINXBUILD) -E -q
 
 # Every benchmark, then the README's tables. Each prints ratios measured side by side in one run.
-BENCHMARKS := step_overhead step_cost clip_noise curvature kronecker geometry estimators privacy
+# The tuned race (3 seeds, learning rates swept) runs on all three problems after them.
+BENCHMARKS := step_overhead step_cost clip_noise curvature kronecker geometry estimators privacy scaling
 
 bench: $(STAMP)
 	@for b in $(BENCHMARKS); do \
 	  test -f benchmarks/$$b.py || continue; \
 	  echo "== benchmarks/$$b.py"; $(BIN)/python -m benchmarks.$$b || exit 1; \
 	done
+	$(BIN)/python -m benchmarks.race --full --problem all
 	$(BIN)/python -m benchmarks.readme_table --write
 
 lint: $(STAMP)

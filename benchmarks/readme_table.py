@@ -24,6 +24,10 @@ RESULTS = os.path.join(ROOT, "benchmarks", "results")
 SECTIONS = {
     "optimizers": None,
     "race": "race.md",
+    "race_mlp": "race_mlp.md",
+    "race_cnn": "race_cnn.md",
+    "race_transformer": "race_transformer.md",
+    "scaling": "scaling.md",
     "step_overhead": "step_overhead.md",
     "step_cost": "step_cost.md",
     "clip_noise": "clip_noise.md",

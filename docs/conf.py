@@ -102,6 +102,12 @@ def _extra_inputs_table() -> str:
 # Benchmark results: results file stem -> section title. Files not listed get a title from their stem.
 BENCHMARK_TITLES = {
     "race": "Digits race: every optimizer on one MLP",
+    "race_mlp": "Tuned race: digits MLP",
+    "race_cnn": "Tuned race: digits CNN",
+    "race_transformer": "Tuned race: character-level transformer",
+    "race_demo_cnn": "Quick race: digits CNN",
+    "race_demo_transformer": "Quick race: character-level transformer",
+    "scaling": "Scaling with parameter count",
     "step_overhead": "Step overhead against optax",
     "step_cost": "Step cost at scale",
     "clip_noise": "Clipping and noise before Adam",
@@ -129,6 +135,8 @@ def _benchmark_results() -> str:
       title, options = first[2:].strip(), ":start-line: 1\n"
     # Paths starting with "/" are relative to docs/, wherever this fragment is included from.
     out.append(f"## {title}\n\n```{{include}} /../benchmarks/results/{stem}.md\n{options}```\n")
+    if stem == "race_mlp" and os.path.exists(os.path.join(results, "race_scatter.png")):
+      out.append("```{image} /../benchmarks/results/race_scatter.png\n:alt: time to target against step cost\n```\n")
     if os.path.exists(os.path.join(results, f"{stem}.png")):
       out.append(f"```{{image}} /../benchmarks/results/{stem}.png\n:alt: {title}\n```\n")
   return "\n".join(out)
