@@ -292,15 +292,25 @@ def plot(results, problem, path: str) -> None:
     for r in (r for r in done if panel_of(r["family"])[0] == family):
       x = np.arange(1, len(r["curve"]) + 1) * problem.eval_every
       ax.plot(x, r["curve"], lw=1.2, label=r["name"] + panel_of(r["family"])[1])
-    ax.set_title(family)
-    ax.set_yscale("log")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    finish_panel(ax, family)
+  save_figure(plt, fig, axes, problem, f"gradtx optimizer race: {problem.title}", path)
+
+
+def finish_panel(ax, family: str) -> None:
+  """Title, log scale, grid and legend of one family's panel of loss curves."""
+  ax.set_title(family)
+  ax.set_yscale("log")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=7)
+
+
+def save_figure(plt, fig, axes, problem, title: str, path: str) -> None:
+  """Axis labels on the outer panels, the title, then the PNG."""
   for ax in axes[-1]:
     ax.set_xlabel("step")
   for ax in axes[:, 0]:
     ax.set_ylabel(problem.eval_label)
-  fig.suptitle(f"gradtx optimizer race: {problem.title}")
+  fig.suptitle(title)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)

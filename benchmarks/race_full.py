@@ -139,19 +139,10 @@ def plot_curves(rows, problem, path: str) -> None:
       (line,) = ax.plot(x, curves.mean(0), label=label, **kw)
       ax.fill_between(x, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.15, lw=0)
     ax.axhline(problem.target, color="k", ls="--", lw=0.8)
-    ax.set_title(family)
-    ax.set_yscale("log")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-  for ax in axes[-1]:
-    ax.set_xlabel("step")
-  for ax in axes[:, 0]:
-    ax.set_ylabel(problem.eval_label)
-  fig.suptitle(f"Race, tuned learning rates, mean and min-max of {rows[0]['seeds']} seeds: {problem.title}"
-               if rows else problem.title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+    race.finish_panel(ax, family)
+  title = (f"Race, tuned learning rates, mean and min-max of {rows[0]['seeds']} seeds: {problem.title}"
+           if rows else problem.title)
+  race.save_figure(plt, fig, axes, problem, title, path)
 
 
 def plot_scatter(out: str, path: str) -> bool:
