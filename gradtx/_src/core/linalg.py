@@ -24,6 +24,13 @@ def _unbatched(fn: Callable[[jax.Array], Any], a: jax.Array) -> Any:
   return jax.tree.map(lambda x: x.reshape(batch + x.shape[1:]), out)
 
 
+def map_matrices(fn: Callable[..., Any], *xs: jax.Array) -> Any:
+  """``fn`` of unbatched matrices over a shared leading batch axis: ``lax.map`` on CPU, ``vmap`` elsewhere."""
+  if jax.default_backend() == "cpu":
+    return jax.lax.map(lambda a: fn(*a), xs)
+  return jax.vmap(fn)(*xs)
+
+
 def eigh(a: jax.Array) -> tuple[jax.Array, jax.Array]:
   """``jnp.linalg.eigh`` over leading batch axes, without the CPU thread-pool deadlock."""
   return _unbatched(jnp.linalg.eigh, a)

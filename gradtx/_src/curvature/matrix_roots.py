@@ -1,5 +1,6 @@
 """Inverse p-th roots of symmetric positive semi-definite matrices, by eigh or coupled Newton."""
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -71,6 +72,9 @@ def inverse_root_newton(
     *,
     max_iters: int = 100,
     tol: float | None = None,
+    segments: jax.Array | None = None,
+    num_segments: int = 1,
+    reduce_max: Callable[[jax.Array], jax.Array] | None = None,
 ) -> jax.Array:
   r"""``(A + eps' I)^{-1/p}`` of a symmetric PSD matrix by the coupled Newton iteration.
 
@@ -89,6 +93,12 @@ def inverse_root_newton(
       the Frobenius norm standing in for :math:`\lambda_{\max}`).
     max_iters: iteration cap.
     tol: stopping tolerance on ``max|M - I|``; None uses ``100 * finfo(dtype).eps``.
+    segments: None stops the whole batch together (one error, the largest); else int32 ids
+      ``(batch,)`` in ``[0, num_segments)``: each segment stops on its own largest error (its
+      matrices are frozen once it stops), so a segment's result equals running it alone.
+    num_segments: the number of segment ids (static).
+    reduce_max: applied to the per-segment errors, e.g. ``lambda e: lax.pmax(e, axis)`` when the
+      batch is split over devices inside ``shard_map``.
 
   Returns:
     The inverse root, same shape and dtype as ``a``.
@@ -118,15 +128,22 @@ def inverse_root_newton(
   m0 = a * z
   h0 = eye * z ** (1.0 / p)
 
-  def err(m):
-    return jnp.max(jnp.abs(m - eye))
+  if segments is None:
+    err = lambda m: jnp.max(jnp.abs(m - eye))
+    spread = lambda x: x
+  else:
+    reduce = reduce_max or (lambda x: x)
+    err = lambda m: reduce(jax.ops.segment_max(jnp.max(jnp.abs(m - eye), axis=(-1, -2)), segments, num_segments))
+    spread = lambda x: x[segments][:, None, None]
 
   def cond(carry):
     i, _, _, e, improving = carry
-    return (i < max_iters) & (e > tol) & improving
+    return (i < max_iters) & jnp.any((e > tol) & improving)
 
   def body(carry):
-    i, m, h, e, _ = carry
+    # With segments=None, ``active`` is True whenever the body runs: the plain coupled iteration.
+    i, m, h, e, improving = carry
+    active = (e > tol) & improving
     t = ((p + 1.0) / p) * eye - m / p
     tp = t
     for _ in range(p - 1):
@@ -134,12 +151,13 @@ def inverse_root_newton(
     m_new = tp @ m
     h_new = h @ t
     e_new = err(m_new)
-    better = e_new < e
-    m = jnp.where(better, m_new, m)
-    h = jnp.where(better, h_new, h)
-    return i + 1, m, h, jnp.minimum(e, e_new), better
+    better = active & (e_new < e)
+    m = jnp.where(spread(better), m_new, m)
+    h = jnp.where(spread(better), h_new, h)
+    return i + 1, m, h, jnp.where(active, jnp.minimum(e, e_new), e), jnp.where(active, better, improving)
 
-  init = (jnp.zeros([], jnp.int32), m0, h0, err(m0), jnp.asarray(True))
+  e0 = err(m0)
+  init = (jnp.zeros([], jnp.int32), m0, h0, e0, jnp.ones(jnp.shape(e0), bool))
   _, _, h, _, _ = jax.lax.while_loop(cond, body, init)
   return _symmetrize(h)
 

@@ -9,7 +9,10 @@ import optax
 from gradtx._src.core import validate
 from gradtx._src.core.hyperparams import is_static_zero, power, resolve
 from gradtx._src.core.tree import check_matching, compute_dtype
+from gradtx._src.curvature import root_sharding as root_sharding_lib
 from gradtx._src.curvature.matrix_roots import inverse_root as _inverse_root
+from gradtx._src.curvature.matrix_roots import inverse_root_eigh as _inverse_root_eigh
+from gradtx._src.curvature.matrix_roots import inverse_root_newton as _inverse_root_newton
 from gradtx._src.curvature.matrix_roots import safe_eps
 from gradtx._src.curvature.shampoo_blocks import Blocking, as_matrix_shape
 
@@ -66,6 +69,7 @@ def scale_by_shampoo(
     matrix_root_method: str = "eigh",
     inverse_root: int = 4,
     nesterov: bool = False,
+    root_sharding: root_sharding_lib.RootSharding = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Precondition each matrix leaf by Shampoo's inverse-root Kronecker factors, with grafting.
 
@@ -105,6 +109,12 @@ def scale_by_shampoo(
     inverse_root: :math:`r`, the root of each factor (4 as in the paper; 2 gives a
       ``(L^{-1/2}, R^{-1/2})`` variant).
     nesterov: return :math:`\beta_1 m_t + (1-\beta_1) D` instead of :math:`m_t`.
+    root_sharding: None (default) computes every root on every device. A
+      ``NamedSharding(mesh, P(axes))`` (or mesh axis name(s) of the mesh set with
+      ``jax.set_mesh``) spreads the roots of a refresh over those mesh axes: factors of equal
+      size from all blocks of all leaves are stacked, padded with identities to a multiple of the
+      axes' size, each device computes its share, and the roots are gathered back (replicated).
+      Use the mesh the params live on.
 
   Returns:
     A gradient transformation; chain decoupled decay and ``scale_by_learning_rate`` after it.
@@ -134,7 +144,9 @@ def scale_by_shampoo(
     roots are computed in float64 whenever ``jax_enable_x64`` is on, else in float32. In float32
     a statistic with condition number above ~1e3 loses digits to rounding alone; raise ``eps``
     (e.g. to 1e-6 times the typical statistic scale) when reproducibility across compilations
-    matters.
+    matters. With ``root_sharding`` the roots equal the unsharded ones up to the rounding of
+    batched matmuls (``"newton"`` still stops all blocks of a leaf's side together, with one
+    ``pmax`` of the per-side errors per iteration); None keeps the computation unchanged.
   """
   validate.beta("b1", b1)
   validate.beta("b2", b2)
@@ -152,6 +164,7 @@ def scale_by_shampoo(
   validate.one_of("graft", graft, GRAFTS)
   validate.one_of("matrix_root_method", matrix_root_method, ROOT_METHODS)
   validate.positive_int("inverse_root", inverse_root)
+  root_sharding_lib.check("scale_by_shampoo", root_sharding)
   use_momentum = not is_static_zero(b1)
   if nesterov and not use_momentum:
     raise ValueError("scale_by_shampoo: nesterov=True needs b1 > 0, got b1=0.")
@@ -224,22 +237,45 @@ def scale_by_shampoo(
 
     # Roots, only on scheduled steps.
     def compute_roots(_):
-      out = []
+      padded = []
       for g, st in zip(gs, new_stats):
         if len(st) == 1:
-          out.append(())
           continue
         plan = _leaf_plan(g.shape, block_size, max_precond_dim)
         pad_r, pad_c = plan.padding(st[0].dtype)
         eye_r = jnp.eye(plan.br, dtype=st[0].dtype)
         eye_c = jnp.eye(plan.bc, dtype=st[0].dtype)
-        lp = st[0] + pad_r[..., None] * eye_r
-        rp = st[1] + pad_c[..., None] * eye_c
-        rdt = _root_dtype(lp.dtype)
-        ee = jnp.asarray(e, rdt)
-        out.append((_inverse_root(lp.astype(rdt), inverse_root, ee, matrix_root_method).astype(lp.dtype),
-                    _inverse_root(rp.astype(rdt), inverse_root, ee, matrix_root_method).astype(rp.dtype)))
+        padded += [st[0] + pad_r[..., None] * eye_r, st[1] + pad_c[..., None] * eye_c]
+      if root_sharding is None:
+        roots = []
+        for a in padded:
+          rdt = _root_dtype(a.dtype)
+          roots.append(_inverse_root(a.astype(rdt), inverse_root, jnp.asarray(e, rdt), matrix_root_method))
+      else:
+        roots = sharded_inverse_roots(padded, e)
+      roots = [r.astype(a.dtype) for r, a in zip(roots, padded)]
+      out, k = [], 0
+      for st in new_stats:
+        out.append(() if len(st) == 1 else (roots[k], roots[k + 1]))
+        k += 0 if len(st) == 1 else 2
       return tuple(out)
+
+    def sharded_inverse_roots(padded, e):
+      items = [(a.astype(_root_dtype(a.dtype)).reshape((-1,) + a.shape[-2:]),) for a in padded]
+      if matrix_root_method == "eigh":
+        outs = root_sharding_lib.grouped_map(
+            lambda a, ee: _inverse_root_eigh(a, inverse_root, ee.astype(a.dtype)), items, root_sharding, jnp.asarray(e)
+        )
+      else:
+        # One segment per leaf side: the blocks of a side stop together, as without sharding.
+        def newton(a, seg, ee, num_segments, axis_name):
+          return _inverse_root_newton(
+              a, inverse_root, ee.astype(a.dtype), segments=seg, num_segments=num_segments,
+              reduce_max=lambda x: jax.lax.pmax(x, axis_name),
+          )
+
+        outs = root_sharding_lib.grouped_map(newton, items, root_sharding, jnp.asarray(e), segmented=True)
+      return [o.reshape(a.shape) for o, a in zip(outs, padded)]
 
     old_roots = tuple(() if len(f) == 1 else (f[2], f[3]) for f in state.factors)
     refresh = (count >= start) & (jnp.mod(count - start, precondition_every) == 0)

@@ -6,9 +6,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx._src.core import errors, validate
+from gradtx._src.core import errors, linalg, validate
 from gradtx._src.core.hyperparams import power, resolve
 from gradtx._src.core.tree import check_matching, compute_dtype
+from gradtx._src.curvature import root_sharding as root_sharding_lib
 from gradtx._src.curvature.shampoo_blocks import as_matrix_shape
 
 
@@ -65,6 +66,7 @@ def scale_by_soap(
     shampoo_beta: Any = -1.0,
     precondition_frequency: int = 10,
     max_precond_dim: int = 10000,
+    root_sharding: root_sharding_lib.RootSharding = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Adam in the eigenbasis of Shampoo's factors (SOAP), the step size carrying the bias correction.
 
@@ -88,6 +90,12 @@ def scale_by_soap(
     shampoo_beta: :math:`s`, decay of the statistics, in [0, 1); a negative value means ``b2``.
     precondition_frequency: basis refresh period (a Python int).
     max_precond_dim: sides longer than this keep the identity basis.
+    root_sharding: None (default) computes every eigh / QR on every device. A
+      ``NamedSharding(mesh, P(axes))`` (or mesh axis name(s) of the mesh set with
+      ``jax.set_mesh``) spreads them over those mesh axes: statistics of equal size from all
+      leaves are stacked, padded with identities to a multiple of the axes' size, each device
+      decomposes its share, and the bases are gathered back (replicated). Use the mesh the
+      params live on.
 
   Returns:
     A gradient transformation; apply ``scale_by_learning_rate`` after it.
@@ -105,7 +113,9 @@ def scale_by_soap(
     :math:`\operatorname{diag}(R) > 0`): the official code inherits LAPACK's arbitrary signs,
     which changes results because :math:`m` is kept across refreshes. Higher-order leaves are
     reshaped to matrices (the official code keeps one factor per axis unless ``merge_dims``).
-    The 1e-30 ridge the official code adds before ``eigh`` is left out.
+    The 1e-30 ridge the official code adds before ``eigh`` is left out. With ``root_sharding``
+    each matrix is decomposed by the same unbatched eigh / QR, so the bases equal the unsharded
+    ones up to the rounding of the sharded statistics; None keeps the computation unchanged.
   """
   validate.beta("b1", b1)
   validate.beta("b2", b2)
@@ -113,6 +123,7 @@ def scale_by_soap(
   validate.in_range("shampoo_beta", shampoo_beta, -float("inf"), 1.0, right_open=True)
   validate.positive_int("precondition_frequency", precondition_frequency)
   validate.positive_int("max_precond_dim", max_precond_dim)
+  root_sharding_lib.check("scale_by_soap", root_sharding)
 
   def init_fn(params):
     factors = []
@@ -147,9 +158,17 @@ def scale_by_soap(
       return tuple(out)
 
     def first(_):
+      st = stats(state.factors)
+      sides = [f[0] for fl, fr in st for f in (fl, fr) if f]
+      if root_sharding is None:
+        bases = iter([eigh_basis(s) for s in sides])
+      else:
+        outs = root_sharding_lib.grouped_map(
+            lambda s: linalg.map_matrices(eigh_basis, s), [(s[None],) for s in sides], root_sharding
+        )
+        bases = iter([o[0] for o in outs])
       factors = tuple(
-          ((fl[0], eigh_basis(fl[0])) if fl else (), (fr[0], eigh_basis(fr[0])) if fr else ())
-          for fl, fr in stats(state.factors)
+          ((fl[0], next(bases)) if fl else (), (fr[0], next(bases)) if fr else ()) for fl, fr in st
       )
       zeros = treedef.unflatten([jnp.zeros_like(g) for g in gs])
       return zeros, state.mu, state.nu, factors
@@ -180,13 +199,22 @@ def scale_by_soap(
 
       def refresh(args):
         factors, nus = args
+        sides = [f for fl, fr in factors for f in (fl, fr) if f]
+        if root_sharding is None:
+          new = iter([qr_refresh(f[0], f[1]) for f in sides])
+        else:
+          outs = root_sharding_lib.grouped_map(
+              lambda s, q: linalg.map_matrices(qr_refresh, s, q),
+              [(f[0][None], f[1][None]) for f in sides], root_sharding,
+          )
+          new = iter([(q[0], order[0]) for q, order in outs])
         new_f, new_nu = [], []
         for (fl, fr), v in zip(factors, nus):
           if fl:
-            q, order = qr_refresh(fl[0], fl[1])
+            q, order = next(new)
             fl, v = (fl[0], q), v[order, :]
           if fr:
-            q, order = qr_refresh(fr[0], fr[1])
+            q, order = next(new)
             fr, v = (fr[0], q), v[:, order]
           new_f.append((fl, fr))
           new_nu.append(v)

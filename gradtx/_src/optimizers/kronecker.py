@@ -31,6 +31,7 @@ from gradtx._src.moments.scale_by_learning_rate import scale_by_learning_rate
         "matrix_root_method",
         "inverse_root",
         "mask",
+        "root_sharding",
     ),
 )
 def shampoo(
@@ -50,6 +51,7 @@ def shampoo(
     inverse_root: int = 4,
     nesterov: bool = False,
     mask: Any = None,
+    root_sharding: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Shampoo with blocking, grafting, momentum and decoupled weight decay.
 
@@ -75,6 +77,8 @@ def shampoo(
     inverse_root: root of each factor (4).
     nesterov: Nesterov momentum.
     mask: decay mask (bool tree or callable of params).
+    root_sharding: None, or a ``NamedSharding(mesh, P(axes))`` / mesh axis name(s) over which
+      the roots of a refresh are spread (see :func:`scale_by_shampoo`).
 
   Returns:
     ``chain(scale_by_shampoo, [add_decayed_weights], scale_by_learning_rate)``.
@@ -104,6 +108,7 @@ def shampoo(
           matrix_root_method=matrix_root_method,
           inverse_root=inverse_root,
           nesterov=nesterov,
+          root_sharding=root_sharding,
       )
   ]
   if not is_static_zero(weight_decay):
@@ -121,7 +126,7 @@ def shampoo(
     arxiv="2409.11321",
     test_kwargs={"learning_rate": 0.03, "weight_decay": 0.0, "precondition_frequency": 2, "max_precond_dim": 3},
     race_kwargs={"learning_rate": 3e-3},
-    static_args=("precondition_frequency", "max_precond_dim"),
+    static_args=("precondition_frequency", "max_precond_dim", "root_sharding"),
 )
 def soap(
     learning_rate: Any = 3e-3,
@@ -133,6 +138,7 @@ def soap(
     shampoo_beta: Any = -1.0,
     precondition_frequency: int = 10,
     max_precond_dim: int = 10000,
+    root_sharding: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SOAP: Adam in the eigenbasis of Shampoo's statistics, with decoupled weight decay.
 
@@ -149,6 +155,8 @@ def soap(
     shampoo_beta: decay of the statistics; negative means ``b2``.
     precondition_frequency: basis refresh period.
     max_precond_dim: sides longer than this are not rotated.
+    root_sharding: None, or a ``NamedSharding(mesh, P(axes))`` / mesh axis name(s) over which
+      the eigh / QR of the basis refreshes are spread (see :func:`scale_by_soap`).
 
   Returns:
     ``chain(scale_by_soap, scale_by_learning_rate, [add_decayed_weights_after_step])``.
@@ -170,6 +178,7 @@ def soap(
           shampoo_beta=shampoo_beta,
           precondition_frequency=precondition_frequency,
           max_precond_dim=max_precond_dim,
+          root_sharding=root_sharding,
       ),
       scale_by_learning_rate(learning_rate),
   ]
