@@ -32,3 +32,13 @@ def split(key: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Split a raw key into (key to keep in state, key to use now)."""
   new, use = jax.random.split(key)
   return new, use
+
+
+def fresh(key: jax.Array) -> jax.Array:
+  """A new buffer holding ``key``, for the state ``init`` returns.
+
+  A factory converts its ``key`` once; if every ``init`` put that same array in its state, donating
+  one state to a jitted step would delete the factory's key and break every later ``init``.
+  """
+  return jnp.array(key, copy=True)
+

@@ -248,7 +248,7 @@ def scale_by_psgd_kron(
         _init_factors(p.shape, compute_dtype(p.dtype), max_size_triangular, precond_init_scale) for p in leaves
     )
     mu = jax.tree.map(lambda p: jnp.zeros(p.shape, compute_dtype(p.dtype)), params)
-    return ScaleByPsgdKronState(count=jnp.zeros([], jnp.int32), key=key0, mu=mu, factors=factors)
+    return ScaleByPsgdKronState(count=jnp.zeros([], jnp.int32), key=keys.fresh(key0), mu=mu, factors=factors)
 
   hvp_mode = preconditioner_update == "hvp"
 

@@ -106,7 +106,7 @@ def scale_by_adahessian(
         count=jnp.zeros([], jnp.int32),
         mu=init_moment(params, mu_dtype),
         nu=init_moment(params),
-        key=seed,
+        key=keys.fresh(seed),
     )
 
   def update_fn(updates, state, params=None, *, obj_fn=None, hessian_diag=None, **extra_args):

@@ -106,7 +106,7 @@ def scale_by_oasis(
         d=init_moment(params),
         eta_prev=jnp.zeros([], dt),
         theta_prev=jnp.full([], jnp.inf, dt),
-        key=seed,
+        key=keys.fresh(seed),
     )
 
   def update_fn(updates, state, params=None, *, obj_fn=None, hessian_diag=None, **extra_args):

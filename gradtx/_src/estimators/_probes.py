@@ -4,22 +4,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from gradtx._src.core.keys import as_key
+from gradtx._src.core import keys
 from gradtx._src.core.tree import compute_dtype
 
 DISTRIBUTIONS = ("normal", "rademacher")
 
 
 def state_key(key: Any) -> jax.Array:
-  """A raw ``uint32[2]`` key from an int seed, a PRNG key, or an integer scalar array.
-
-  ``optax.inject_hyperparams`` turns an int seed into an int array; it is accepted too.
-  """
-  if isinstance(key, (jax.Array, np.ndarray)) and key.shape == () and jnp.issubdtype(key.dtype, jnp.integer):
-    return jax.random.PRNGKey(key)
-  return as_key(key)
+  """A fresh raw ``uint32[2]`` key for a new state, from an int seed, a PRNG key or an integer scalar array."""
+  return keys.fresh(keys.as_key(key))
 
 
 def probe(key: jax.Array, k: Any, params: Any, distribution: str) -> Any:

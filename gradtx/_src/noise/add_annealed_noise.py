@@ -64,7 +64,7 @@ def add_annealed_noise(
 
   def init_fn(params):
     del params
-    return AddAnnealedNoiseState(count=jnp.zeros([], jnp.int32), key=key)
+    return AddAnnealedNoiseState(count=jnp.zeros([], jnp.int32), key=keys.fresh(key))
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args

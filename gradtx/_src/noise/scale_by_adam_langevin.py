@@ -83,7 +83,7 @@ def scale_by_adam_langevin(
 
   def init_fn(params):
     return ScaleByAdamLangevinState(
-        count=jnp.zeros([], jnp.int32), key=key, mu=init_moment(params, mu_dtype), nu=init_moment(params)
+        count=jnp.zeros([], jnp.int32), key=keys.fresh(key), mu=init_moment(params, mu_dtype), nu=init_moment(params)
     )
 
   def update_fn(updates, state, params=None, **extra_args):

@@ -82,7 +82,7 @@ def scale_by_entropy_sgd(
 
   def init_fn(params):
     del params
-    return ScaleByEntropySgdState(count=jnp.zeros([], jnp.int32), key=key)
+    return ScaleByEntropySgdState(count=jnp.zeros([], jnp.int32), key=keys.fresh(key))
 
   def update_fn(updates, state, params=None, *, grad_fn=None, **extra_args):
     del extra_args

@@ -68,7 +68,7 @@ def scale_by_sghmc(
   key = key_from(key, "scale_by_sghmc")
 
   def init_fn(params):
-    return ScaleBySghmcState(count=jnp.zeros([], jnp.int32), key=key, velocity=init_moment(params))
+    return ScaleBySghmcState(count=jnp.zeros([], jnp.int32), key=keys.fresh(key), velocity=init_moment(params))
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args

@@ -74,7 +74,7 @@ def scale_by_sgld(
 
   def init_fn(params):
     nu = init_moment(params) if preconditioner == "rmsprop" else ()
-    return ScaleBySgldState(count=jnp.zeros([], jnp.int32), key=key, nu=nu)
+    return ScaleBySgldState(count=jnp.zeros([], jnp.int32), key=keys.fresh(key), nu=nu)
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
