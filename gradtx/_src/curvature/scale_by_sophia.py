@@ -4,6 +4,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from gradtx._src.core import errors, keys, validate
@@ -54,6 +55,15 @@ def scale_by_sophia(
   ``hessian_diag`` (an estimate the training loop computed itself, folded in on refresh steps
   only; it takes precedence over the functions).
 
+  ``update_hessian`` (keyword, a Python bool or None) picks the branch when the training loop
+  knows it statically: None (default) refreshes when ``count % update_interval == 0``, decided on
+  the device under ``lax.cond``; True refreshes and False skips, with no conditional at all (on a
+  GPU a ``lax.cond`` costs a device-to-host copy of the predicate and a sync, a large share of a
+  launch-bound step). The key is split every step and the state keeps its structure whichever
+  branch runs, so ``update_hessian=(step % update_interval == 0)`` reproduces the default bit for
+  bit. With False the estimate inputs (``obj_fn``, ``logits_fn``, ``hessian_diag``) may be
+  omitted; True overrides the schedule (a refresh whatever the count).
+
   Args:
     b1: gradient EMA decay, in [0, 1).
     b2: Hessian EMA decay, in [0, 1).
@@ -73,6 +83,17 @@ def scale_by_sophia(
   Example:
     >>> tx = optax.chain(gradtx.curvature.scale_by_sophia(), gradtx.scale_by_learning_rate(1e-4))
     >>> updates, state = tx.update(grads, state, params, obj_fn=lambda p: loss(p, batch))
+
+    Two jitted steps instead of one with a conditional (each compiles once):
+
+    >>> @functools.partial(jax.jit, static_argnames="refresh")
+    ... def train_step(params, state, batch, refresh):
+    ...   obj_fn = lambda p: loss(p, batch)
+    ...   grads = jax.grad(obj_fn)(params)
+    ...   updates, state = tx.update(grads, state, params, obj_fn=obj_fn, update_hessian=refresh)
+    ...   return optax.apply_updates(params, updates), state
+    >>> for step, batch in enumerate(batches):  # update_interval = 10
+    ...   params, state = train_step(params, state, batch, refresh=step % 10 == 0)
 
   References:
     Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order Optimizer for Language
@@ -101,36 +122,48 @@ def scale_by_sophia(
         count=jnp.zeros([], jnp.int32),
         mu=init_moment(params, mu_dtype),
         h=init_moment(params),
-        key=seed,
+        key=keys.fresh(seed),
     )
 
-  def update_fn(updates, state, params=None, *, obj_fn=None, logits_fn=None, hessian_diag=None, **extra_args):
+  def update_fn(
+      updates, state, params=None, *, obj_fn=None, logits_fn=None, hessian_diag=None, update_hessian=None,
+      **extra_args,
+  ):
     del extra_args
     check_matching("scale_by_sophia", updates, state.h, ("updates", "state"))
-    new_key, use = keys.split(state.key)
-    beta2 = resolve(b2, state.count)
-    if hessian_diag is None and estimator == "gauss_newton":
-      errors.require(
-          "scale_by_sophia", "logits_fn", logits_fn,
-          "the logits on the current batch as a function of params (Sophia-G), or hessian_diag=",
-          "tx.update(grads, state, params, logits_fn=lambda p: model.apply(p, batch['x']))",
-      )
-      errors.require(
-          "scale_by_sophia", "params", params, "the current parameters", "tx.update(grads, state, params, ...)"
-      )
-
-      def estimate(k):
-        return estimate_gauss_newton_diagonal(logits_fn, params, k, axis_name=axis_name)
+    refresh = _static_refresh(update_hessian)
+    new_key, use = keys.split(state.key)  # split every step whatever the branch: same key, same trajectory
+    if refresh is False:
+      if hessian_diag is not None:
+        check_matching("scale_by_sophia", hessian_diag, state.h, ("hessian_diag", "params"))
+      h = state.h  # no estimate, no conditional, and no obj_fn/logits_fn needed
     else:
-      estimate = hessian_diag_source(
-          "scale_by_sophia", params, state.h, obj_fn=obj_fn, hessian_diag=hessian_diag,
-          num_probes=num_probes, probe=probe, axis_name=axis_name,
-      )
+      beta2 = resolve(b2, state.count)
+      if hessian_diag is None and estimator == "gauss_newton":
+        errors.require(
+            "scale_by_sophia", "logits_fn", logits_fn,
+            "the logits on the current batch as a function of params (Sophia-G), or hessian_diag=",
+            "tx.update(grads, state, params, logits_fn=lambda p: model.apply(p, batch['x']))",
+        )
+        errors.require(
+            "scale_by_sophia", "params", params, "the current parameters", "tx.update(grads, state, params, ...)"
+        )
 
-    def refresh():
-      return ema(estimate(use), state.h, beta2, 1)
+        def estimate(k):
+          return estimate_gauss_newton_diagonal(logits_fn, params, k, axis_name=axis_name)
+      else:
+        estimate = hessian_diag_source(
+            "scale_by_sophia", params, state.h, obj_fn=obj_fn, hessian_diag=hessian_diag,
+            num_probes=num_probes, probe=probe, axis_name=axis_name,
+        )
 
-    h = jax.lax.cond(state.count % update_interval == 0, refresh, lambda: state.h)
+      def refreshed():  # the only work under the conditional; it returns the new diagonal, nothing else
+        return ema(estimate(use), state.h, beta2, 1)
+
+      if refresh:
+        h = refreshed()
+      else:
+        h = jax.lax.cond(state.count % update_interval == 0, refreshed, lambda: state.h)
     mu = ema(updates, state.mu, resolve(b1, state.count), 1)
     r, e = resolve(rho, state.count), resolve(eps, state.count)
 
@@ -143,3 +176,17 @@ def scale_by_sophia(
     return out, ScaleBySophiaState(count=optax.safe_int32_increment(state.count), mu=mu, h=h, key=new_key)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _static_refresh(update_hessian: Any) -> bool | None:
+  """``update_hessian`` as a Python bool, or None (decide from the count under ``lax.cond``)."""
+  if update_hessian is None or isinstance(update_hessian, bool):
+    return update_hessian
+  if isinstance(update_hessian, np.bool_):
+    return bool(update_hessian)
+  raise TypeError(
+      "scale_by_sophia.update: update_hessian must be a Python bool (static: True refreshes the "
+      "estimate, False skips it, without a conditional) or None (refresh when count % update_interval "
+      f"== 0, under lax.cond), got {type(update_hessian).__name__}. Make it static, e.g. "
+      "jax.jit(step, static_argnames='refresh') and tx.update(..., update_hessian=refresh)."
+  )

@@ -128,6 +128,8 @@ def sophia_h(
 
   ``update`` needs ``obj_fn=`` (loss of params on the current batch) or ``hessian_diag=``; the
   Hessian-vector product runs only on refresh steps (every ``update_interval``).
+  ``update_hessian=True`` / ``False`` (a Python bool) refreshes or skips without a ``lax.cond``
+  when the training loop knows the step statically (see :func:`scale_by_sophia`).
 
   Args:
     learning_rate: :math:`\eta`, a float or a schedule.
@@ -201,6 +203,8 @@ def sophia_g(
 
   ``update`` needs ``logits_fn=`` (the logits of params on the current batch, shape
   ``(..., num_classes)``) or ``hessian_diag=``; the estimate runs only on refresh steps.
+  ``update_hessian=True`` / ``False`` (a Python bool) refreshes or skips without a ``lax.cond``
+  when the training loop knows the step statically (see :func:`scale_by_sophia`).
 
   Args:
     learning_rate: :math:`\eta`, a float or a schedule.
