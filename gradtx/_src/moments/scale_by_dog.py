@@ -95,8 +95,19 @@ def scale_by_dog(
     )
     check_matching("scale_by_dog", updates, params, ("updates", "params"))
     first = state.count == 0
-    x0 = jax.tree.map(lambda p, x: jnp.where(first, p, x).astype(x.dtype), params, state.x0)
     rrel, e = resolve(reps_rel, state.count), resolve(eps, state.count)
+
+    # x0 and its norm change only at the first step: under lax.cond, later steps neither rewrite
+    # x0 nor reduce it (a jnp.where did both every step: two passes over params-sized memory).
+    def start():
+      x0 = jax.tree.map(lambda p, x: p.astype(x.dtype), params, state.x0)
+      return x0, jax.tree.map(_leaf_sq_norm, x0) if layerwise else global_sq_norm(x0)
+
+    def later():
+      norms = jax.eval_shape(start)[1]
+      return state.x0, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), norms)
+
+    x0, x0_sq = jax.lax.cond(first, start, later)
 
     def step_size(rbar, big_g, dist_sq, x0_sq, g_sq):
       dt = rbar.dtype
@@ -111,8 +122,8 @@ def scale_by_dog(
 
     if layerwise:
       triples = jax.tree.map(
-          lambda p, x, g, rb, gg: step_size(rb, gg, diff_sq(p, x), _leaf_sq_norm(x), _leaf_sq_norm(g)),
-          params, x0, updates, state.rbar, state.sum_sq_norms,
+          lambda p, x, g, rb, gg, xx: step_size(rb, gg, diff_sq(p, x), xx, _leaf_sq_norm(g)),
+          params, x0, updates, state.rbar, state.sum_sq_norms, x0_sq,
       )
       treedef = jax.tree.structure(updates)
       leaves = treedef.flatten_up_to(triples)
@@ -125,7 +136,7 @@ def scale_by_dog(
     else:
       dist_sq = sum(diff_sq(p, x) for p, x in zip(jax.tree.leaves(params), jax.tree.leaves(x0)))
       rbar, big_g, eta = step_size(
-          state.rbar, state.sum_sq_norms, jnp.asarray(dist_sq), global_sq_norm(x0), global_sq_norm(updates)
+          state.rbar, state.sum_sq_norms, jnp.asarray(dist_sq), x0_sq, global_sq_norm(updates)
       )
       out = jax.tree.map(lambda g: (eta * g.astype(compute_dtype(g.dtype))).astype(g.dtype), updates)
     new_state = ScaleByDogState(optax.safe_int32_increment(state.count), x0, rbar, big_g)

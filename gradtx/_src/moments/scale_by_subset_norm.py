@@ -65,10 +65,14 @@ def _subset_sums(g: jax.Array, layout: tuple[str, Any]) -> jax.Array:
   return jnp.sum(sq.reshape(-1, arg), axis=1, keepdims=True)
 
 
-def _divide(num: jax.Array, den: jax.Array, layout: tuple[str, Any]) -> jax.Array:
+def _scaled_divide(scale: jax.Array, num: jax.Array, den: jax.Array, layout: tuple[str, Any]) -> jax.Array:
+  """``scale * num / den``; with one ``den`` per subset, as ``num * (scale / den)`` (no per-element divide)."""
+  if layout[0] == "coord":
+    return scale * (num / den)
+  factor = scale / den
   if layout[0] == "groups":
-    return (num.reshape(-1, layout[1]) / den).reshape(num.shape)
-  return num / den
+    return (num.reshape(-1, layout[1]) * factor).reshape(num.shape)
+  return num * factor
 
 
 def scale_by_subset_norm(
@@ -199,7 +203,7 @@ def scale_by_subset_norm(
       old = nu.astype(dt)
       new = jnp.where(beta2 < 1.0, beta2 * old + (1.0 - beta2) * sums, old + sums)
       den = jnp.sqrt(new) + e
-      out = (scale.astype(dt) * _divide(num.astype(dt), den, layout)).astype(g.dtype)
+      out = _scaled_divide(scale.astype(dt), num.astype(dt), den, layout).astype(g.dtype)
       return out, m, basis, new.astype(nu.dtype)
 
     treedef = jax.tree.structure(updates)

@@ -59,14 +59,15 @@ def leaf_numerator(
   r = min(rank, a, b)
   p = jax.lax.cond(refresh, lambda: _basis(gg, r).astype(dt), lambda: basis.astype(dt))
   m_old = jnp.where(refresh, 0.0, m.astype(dt))
+  # back(M) + g - back(low) is computed as back(M - low) + g: two rank-r products per step, not three.
   if a >= b:
     low = gg @ p.T
     m_new = beta1 * m_old + (1.0 - beta1) * low
-    num = m_new @ p + (gg - low @ p)
+    num = (m_new - low) @ p + gg
   else:
     low = p.T @ gg
     m_new = beta1 * m_old + (1.0 - beta1) * low
-    num = p @ m_new + (gg - p @ low)
+    num = p @ (m_new - low) + gg
   return num, m_new.astype(m.dtype), p.astype(basis.dtype)
 
 
