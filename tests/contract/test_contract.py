@@ -216,6 +216,9 @@ def test_state_does_not_alias_params_so_steps_can_donate_both(name):
   assert not [x.shape for x in state_leaves if id(x) in param_ids], f"{name}: init returns params as state"
   step = jax.jit(lambda p, s: harness.step(spec, tx, problem, p, s)[:2], donate_argnums=(0, 1))
   step(params, state)
+  # A donated state must not take the factory's own buffers (e.g. its key) with it: init works again.
+  params = problem.init(jnp.float32)
+  step(params, tx.init(params))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -161,3 +161,80 @@ def test_bad_hyperparameters_name_the_argument():
     gp.dp_aggregate(1.0, 1.0, key=0, expected_batch_size=1, rng="philox")
   with pytest.raises(TypeError, match="key"):
     gp.dp_aggregate(1.0, 1.0, expected_batch_size=1)
+
+
+SHARDS = 4  # of 3 examples each
+
+
+def _banded(clip, sigma, **kw):
+  return gp.dp_banded_aggregate(clip, sigma, coefficients=(1.0, 0.6, -0.3), **kw)
+
+
+def _tree(clip, sigma, *, expected_batch_size, **kw):
+  return gp.dp_tree_aggregate(clip, sigma, batch_size=expected_batch_size, restart_every=2, **kw)
+
+
+@pytest.mark.parametrize(("factory", "denominator"), [
+    (gp.dp_aggregate, "expected"), (gp.dp_aggregate, "actual"),
+    (_banded, "expected"), (_banded, "actual"), (_tree, "expected"),
+], ids=["dp_aggregate-expected", "dp_aggregate-actual", "banded-expected", "banded-actual", "tree"])
+def test_axis_name_sums_the_shards_and_adds_the_noise_once(factory, denominator):
+  # vmap with an axis name has the collective semantics of shard_map and pmap on one device:
+  # each of 4 shards passes its own 3 examples (some padded), the state is shared, and every
+  # shard's update is the one-device update of the whole batch with the same key, for 3 steps
+  # (the banded history included). float64; only the summation order differs: rtol 1e-12.
+  pe = per_example_tree(5, 3 * SHARDS, 3.0)
+  mask = jnp.asarray(np.arange(3 * SHARDS) % 5 != 2)
+  kw = dict(expected_batch_size=10.0) if denominator == "expected" else dict(denominator="actual")
+  whole = factory(0.8, 1.1, key=4, **kw)
+  split = factory(0.8, 1.1, key=4, axis_name="shards", **kw)
+  shard = lambda x: x.reshape(SHARDS, 3, *x.shape[1:])
+  g = one_example(pe)
+  update = lambda p, m, s: split.update(g, s, per_example_grads=p, example_mask=m)
+  f = jax.vmap(update, (0, 0, None), axis_name="shards")
+  s1, s2 = whole.init(g), split.init(g)
+  for _ in range(3):
+    want, s1 = whole.update(g, s1, per_example_grads=pe, example_mask=mask)
+    got, s2 = f(jax.tree.map(shard, pe), shard(mask), s2)
+    for i in range(SHARDS):
+      chex.assert_trees_all_close(jax.tree.map(lambda a, i=i: a[i], got), want, rtol=1e-12, atol=1e-15)
+    s2 = jax.tree.map(lambda a: a[0], s2)
+  chex.assert_trees_all_close(s2, s1, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("factory", [gp.dp_aggregate, _banded], ids=["dp_aggregate", "dp_banded_aggregate"])
+def test_errors_name_the_factory_and_axis_name_is_checked(factory):
+  name = "dp_aggregate" if factory is gp.dp_aggregate else "dp_banded_aggregate"
+  with pytest.raises(ValueError, match=f"{name}: expected_batch_size is required"):
+    factory(1.0, 1.0, key=0)
+  with pytest.raises(TypeError, match=f"{name}: key is required"):
+    factory(1.0, 1.0, expected_batch_size=1)
+  for bad in (0, ("data", 1), (), ["data"]):
+    with pytest.raises(TypeError, match=f"{name}: axis_name must be"):
+      factory(1.0, 1.0, key=0, expected_batch_size=1, axis_name=bad)
+  for good in ("data", ("data", "model")):
+    factory(1.0, 1.0, key=0, expected_batch_size=1, axis_name=good)
+
+
+def test_tree_aggregate_checks_axis_name():
+  with pytest.raises(TypeError, match="dp_tree_aggregate: axis_name must be"):
+    gp.dp_tree_aggregate(1.0, 1.0, key=0, batch_size=1, axis_name=0)
+
+
+@pytest.mark.parametrize("name", ["dp_sgd", "dp_adam", "dp_ftrl", "dp_bandmf"])
+def test_optimizers_pass_axis_name_through(name):
+  # The full optimizers under vmap(axis_name=) equal the one-device run of the whole batch.
+  pe = per_example_tree(7, 3 * SHARDS, 3.0)
+  size = dict(expected_batch_size=12.0) if name in ("dp_sgd", "dp_adam") else dict(batch_size=12.0)
+  kw = dict(learning_rate=0.1, l2_clip=0.8, noise_multiplier=1.1, key=3, **size)
+  factory = getattr(gp, name)
+  whole, split = factory(**kw), factory(**kw, axis_name="shards")
+  params = one_example(pe)
+  shard = lambda x: x.reshape(SHARDS, 3, *x.shape[1:])
+  f = jax.vmap(lambda p, s: split.update(params, s, params, per_example_grads=p), (0, None), axis_name="shards")
+  s1, s2 = whole.init(params), split.init(params)
+  for _ in range(2):
+    want, s1 = whole.update(params, s1, params, per_example_grads=pe)
+    got, s2 = f(jax.tree.map(shard, pe), s2)
+    chex.assert_trees_all_close(jax.tree.map(lambda a: a[SHARDS - 1], got), want, rtol=1e-12, atol=1e-15)
+    s2 = jax.tree.map(lambda a: a[0], s2)

@@ -324,3 +324,90 @@ def test_per_example_gradients_need_varying_params_under_default_shard_map():
   summed = jax.tree.map(lambda a: jnp.tile(a.reshape(DEVICES, BATCH // DEVICES, *a.shape[1:]).sum(0),
                                            (DEVICES,) + (1,) * (a.ndim - 1)), want)
   chex.assert_trees_all_close(run[False], summed, rtol=1e-10)
+
+
+# (c) DP aggregation with axis_name: the shards' clipped sums are psum-ed and noised once.
+
+
+def _dp_factory(name, sigma, **kw):
+  if name == "dp_aggregate":
+    return gradtx.privacy.dp_aggregate(DP_CLIP, sigma, **kw)
+  if name == "dp_tree_aggregate":
+    return gradtx.privacy.dp_tree_aggregate(DP_CLIP, sigma, batch_size=kw.pop("expected_batch_size"), **kw)
+  return gradtx.privacy.dp_banded_aggregate(DP_CLIP, sigma, coefficients=(1.0, 0.5, -0.2), **kw)
+
+
+def _dp_sharded(tx, template, per_example, mask, steps, checked):
+  """``steps`` updates under shard_map, each device passing its 8 rows; every device's outputs, stacked.
+
+  ``checked``: check_vma=True and out_specs=P(), so JAX itself proves the outputs replicated;
+  otherwise check_vma=False and the devices' outputs are stacked on a leading axis of 8.
+  """
+
+  def loop(s, g, m):
+    outs = []
+    for _ in range(steps):
+      u, s = tx.update(template, s, per_example_grads=g, example_mask=m)
+      outs.append(u)
+    out = (jax.tree.map(lambda *u: jnp.stack(u), *outs), s)
+    return out if checked else jax.tree.map(lambda a: a[None], out)
+
+  out_specs = P() if checked else P(AXIS)
+  f = jax.shard_map(loop, mesh=_mesh(), in_specs=(P(), P(AXIS), P(AXIS)), out_specs=out_specs, check_vma=checked)
+  out = jax.jit(f)(tx.init(template), per_example, mask)
+  return jax.tree.map(lambda a: a[None], out) if checked else out
+
+
+@pytest.mark.parametrize(("name", "denominator", "checked"), [
+    ("dp_aggregate", "expected", True), ("dp_aggregate", "actual", False),
+    ("dp_banded_aggregate", "expected", False), ("dp_banded_aggregate", "actual", True),
+    ("dp_tree_aggregate", "expected", True),
+])
+def test_dp_axis_name_equals_one_device_on_the_whole_batch(name, denominator, checked):
+  """With axis_name and a replicated state, 8 shards give the one-device update of the whole batch.
+
+  The noise is drawn once from the replicated key (bit-identical on every device), the clipped
+  sums and, for denominator="actual", the counts of real examples are psum-ed. 3 steps, so the
+  key advances and the banded history is used; float64, only the summation order differs.
+  """
+  params, batch = _problem()
+  per_example = gradtx.clipping.per_example_gradients(_loss, params, batch)
+  per_example = jax.tree.map(lambda g: g * 3.0, per_example)  # some examples clip
+  mask = jnp.asarray(np.arange(BATCH) % 7 != 3)  # padding on every device
+  kw = dict(expected_batch_size=float(BATCH)) if denominator == "expected" else dict(denominator="actual")
+  sharded = _dp_factory(name, DP_SIGMA, key=5, axis_name=AXIS, **kw)
+  stacked = _dp_sharded(sharded, params, per_example, mask, 3, checked)
+  one = _dp_factory(name, DP_SIGMA, key=5, **kw)
+
+  @jax.jit
+  def single_device(s):
+    want = []
+    for _ in range(3):
+      u, s = one.update(params, s, per_example_grads=per_example, example_mask=mask)
+      want.append(u)
+    return jax.tree.map(lambda *u: jnp.stack(u), *want), s
+
+  single = single_device(one.init(params))
+  first = jax.tree.map(lambda a: a[0], stacked)
+  for d in range(1, stacked[0]["w"].shape[0]):
+    chex.assert_trees_all_equal(jax.tree.map(lambda a, d=d: a[d], stacked), first, custom_message=f"device {d}")
+  chex.assert_trees_all_close(first, single, rtol=1e-10, atol=1e-13)
+
+
+def test_dp_axis_name_noise_std_is_sigma_clip_over_the_global_batch():
+  """Zero gradients: the update is pure noise with std sigma C / B for the global B = 64.
+
+  Not sqrt(8) (independent per-device draws) nor 8 (a replicated draw psum-ed) times that.
+  4096 coordinates: the sample std has relative sd 1/sqrt(2 * 4096) = 1.1%; 5% is 4.5 sd
+  (two-sided confidence > 1 - 1e-5); the mean is within 5 sd of 0.
+  """
+  template = jnp.zeros(DP_SHAPE)
+  zeros = jnp.zeros((BATCH, *DP_SHAPE))
+  tx = gradtx.privacy.dp_aggregate(DP_CLIP, DP_SIGMA, key=6, expected_batch_size=BATCH, axis_name=AXIS)
+  u, _ = _dp_sharded(tx, template, zeros, jnp.ones(BATCH, bool), 1, checked=False)
+  for d in range(1, DEVICES):
+    np.testing.assert_array_equal(u[d], u[0])
+  z = np.asarray(u[0]).ravel()
+  expected = DP_SIGMA * DP_CLIP / BATCH
+  assert abs(z.std() / expected - 1) < 0.05
+  assert abs(z.mean()) < 5 * expected / np.sqrt(z.size)

@@ -20,7 +20,7 @@ MECHANISMS = ("tree", "banded")
 
 _TEST = {"l2_clip": 100.0, "noise_multiplier": 1e-5, "expected_batch_size": 1, "key": 0}
 _RACE = {"l2_clip": 1.0, "noise_multiplier": 1.0, "expected_batch_size": 128, "key": 0}  # the race batch
-_STATIC = ("key", "denominator", "rng")
+_STATIC = ("key", "denominator", "rng", "axis_name")
 
 
 @register(
@@ -46,6 +46,7 @@ def dp_sgd(
     denominator: str = "expected",
     rng: str = "threefry",
     mu_dtype: Any = None,
+    axis_name: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""DP-SGD: per-example clipping and Gaussian noise, then SGD (optionally with momentum).
 
@@ -67,6 +68,8 @@ def dp_sgd(
     denominator: ``"expected"`` or ``"actual"`` (see :func:`gradtx.privacy.dp_aggregate`).
     rng: ``"threefry"`` or ``"fast"``.
     mu_dtype: dtype of the momentum buffer.
+    axis_name: the data-parallel axis name(s) over which devices hold shards of the batch (see
+      :func:`gradtx.privacy.dp_aggregate`); None on one device.
 
   Returns:
     ``chain(dp_aggregate(...), sgd(...))``; ``update`` needs ``per_example_grads=`` and takes
@@ -89,7 +92,7 @@ def dp_sgd(
   return optax.chain(
       dp_aggregate(
           l2_clip, noise_multiplier, key=key, expected_batch_size=expected_batch_size,
-          denominator=denominator, rng=rng,
+          denominator=denominator, rng=rng, axis_name=axis_name,
       ),
       sgd(learning_rate, momentum, nesterov, weight_decay, mu_dtype=mu_dtype),
   )
@@ -119,6 +122,7 @@ def dp_adam(
     denominator: str = "expected",
     rng: str = "threefry",
     mu_dtype: Any = None,
+    axis_name: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""DP-Adam: per-example clipping and Gaussian noise, then Adam (AdamW with ``weight_decay``).
 
@@ -142,6 +146,8 @@ def dp_adam(
     denominator: ``"expected"`` or ``"actual"`` (see :func:`gradtx.privacy.dp_aggregate`).
     rng: ``"threefry"`` or ``"fast"``.
     mu_dtype: dtype of the first moment.
+    axis_name: the data-parallel axis name(s) over which devices hold shards of the batch (see
+      :func:`gradtx.privacy.dp_aggregate`); None on one device.
 
   Returns:
     ``chain(dp_aggregate, scale_by_adam, [add_decayed_weights], scale_by_learning_rate)``.
@@ -161,7 +167,7 @@ def dp_adam(
   stages = [
       dp_aggregate(
           l2_clip, noise_multiplier, key=key, expected_batch_size=expected_batch_size,
-          denominator=denominator, rng=rng,
+          denominator=denominator, rng=rng, axis_name=axis_name,
       ),
       scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype),
   ]
@@ -180,7 +186,7 @@ def dp_adam(
     test_kwargs={"learning_rate": 0.002, "momentum": 0.9, "l2_clip": 100.0, "noise_multiplier": 1e-5,
                  "batch_size": 1, "key": 0},
     race_kwargs={"learning_rate": 0.5, "l2_clip": 1.0, "noise_multiplier": 1.0, "batch_size": 128, "key": 0},
-    static_args=("key", "restart_every", "mechanism", "bands", "nu", "coefficients"),
+    static_args=("key", "restart_every", "mechanism", "bands", "nu", "coefficients", "axis_name"),
 )
 def dp_ftrl(
     learning_rate: Any,
@@ -197,6 +203,7 @@ def dp_ftrl(
     bands: int | None = None,
     nu: float = 0.0,
     coefficients: Any = None,
+    axis_name: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""DP-FTRL: correlated noise (tree aggregation or a banded factorisation) on clipped per-example sums, then SGD.
 
@@ -229,6 +236,8 @@ def dp_ftrl(
     nu: the damping of the default banded coefficients, in [0, 1].
     coefficients: explicit strategy coefficients for ``"banded"`` (instead of ``bands``/``nu``),
       e.g. :func:`gradtx.privacy.optimal_banded_coefficients` ``(bands, steps)``.
+    axis_name: the data-parallel axis name(s) over which devices hold shards of the batch (see
+      :func:`gradtx.privacy.dp_aggregate`); None on one device.
 
   Returns:
     ``chain(dp_tree_aggregate(...) or dp_banded_aggregate(...), sgd(...))``; ``update`` needs
@@ -258,7 +267,8 @@ def dp_ftrl(
     if bands is not None or coefficients is not None:
       raise ValueError("dp_ftrl: bands and coefficients apply to mechanism='banded' only, got mechanism='tree'.")
     private = dp_tree_aggregate(
-        l2_clip, noise_multiplier, key=key, batch_size=batch_size, restart_every=restart_every
+        l2_clip, noise_multiplier, key=key, batch_size=batch_size, restart_every=restart_every,
+        axis_name=axis_name,
     )
   else:
     if restart_every is not None:
@@ -272,7 +282,8 @@ def dp_ftrl(
     elif bands is not None and len(coefficients) != bands:
       raise ValueError(f"dp_ftrl: bands={bands} but {len(coefficients)} coefficients were given.")
     private = dp_banded_aggregate(
-        l2_clip, noise_multiplier, coefficients=coefficients, key=key, expected_batch_size=batch_size
+        l2_clip, noise_multiplier, coefficients=coefficients, key=key, expected_batch_size=batch_size,
+        axis_name=axis_name,
     )
   return optax.chain(private, sgd(learning_rate, momentum, nesterov, mu_dtype=mu_dtype))
 
@@ -287,7 +298,7 @@ def dp_ftrl(
                  "batch_size": 1, "bands": 3, "key": 0},
     race_kwargs={"learning_rate": 0.5, "l2_clip": 1.0, "noise_multiplier": 1.0, "batch_size": 128, "bands": 4,
                  "key": 0},
-    static_args=("key", "bands", "nu", "coefficients"),
+    static_args=("key", "bands", "nu", "coefficients", "axis_name"),
 )
 def dp_bandmf(
     learning_rate: Any,
@@ -302,6 +313,7 @@ def dp_bandmf(
     momentum: Any = 0.0,
     nesterov: bool = False,
     mu_dtype: Any = None,
+    axis_name: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""BandMF: SGD on clipped per-example sums with b-banded correlated noise.
 
@@ -329,6 +341,8 @@ def dp_bandmf(
     momentum: heavy-ball momentum on :math:`\tilde g_t`, in [0, 1).
     nesterov: Nesterov momentum.
     mu_dtype: dtype of the momentum buffer.
+    axis_name: the data-parallel axis name(s) over which devices hold shards of the batch (see
+      :func:`gradtx.privacy.dp_aggregate`); None on one device.
 
   Returns:
     ``chain(dp_banded_aggregate(...), sgd(...))``; ``update`` needs ``per_example_grads=`` and
@@ -352,5 +366,5 @@ def dp_bandmf(
   return dp_ftrl(
       learning_rate, l2_clip, noise_multiplier, key=key, batch_size=batch_size, momentum=momentum,
       nesterov=nesterov, mu_dtype=mu_dtype, mechanism="banded", bands=None if coefficients is not None else bands,
-      nu=nu, coefficients=coefficients,
+      nu=nu, coefficients=coefficients, axis_name=axis_name,
   )

@@ -60,6 +60,129 @@ def masked(per_example_grads: Any, example_mask: Any) -> Any:
   return jax.tree.map(zero, per_example_grads)
 
 
+def check_axis_name(where: str, axis_name: Any) -> None:
+  """Raise TypeError unless ``axis_name`` is None, a mapped axis name or a tuple of them."""
+  if not (
+      axis_name is None
+      or isinstance(axis_name, str)
+      or (isinstance(axis_name, tuple) and axis_name and all(isinstance(a, str) for a in axis_name))
+  ):
+    raise TypeError(
+        f"{where}: axis_name must be None, a mapped axis name or a tuple of them, e.g. "
+        f"axis_name='data' (the name given to shard_map's mesh or to pmap), got {axis_name!r}."
+    )
+
+
+def _validate_aggregate(
+    where: str,
+    l2_clip: Any,
+    noise_multiplier: Any,
+    *,
+    key: Any,
+    expected_batch_size: Any,
+    denominator: str,
+    rng: str,
+    axis_name: Any,
+) -> jax.Array:
+  """Check the hyperparameters shared by the DP aggregations; return the raw key.
+
+  ``where`` names the factory in the errors raised here (``validate`` names the outermost
+  gradtx function the user called).
+  """
+  validate.non_negative("noise_multiplier", noise_multiplier)
+  validate.one_of("denominator", denominator, DENOMINATORS)
+  validate.one_of("rng", rng, RNGS)
+  if not (isinstance(l2_clip, (int, float)) and l2_clip == float("inf")):  # inf: no clipping
+    validate.positive("l2_clip", l2_clip)
+  if denominator == "expected":
+    if expected_batch_size is None:
+      raise ValueError(
+          f"{where}: expected_batch_size is required with denominator='expected' "
+          "(sampling_rate * num_examples), e.g. expected_batch_size=256; or pass denominator='actual'."
+      )
+    validate.positive("expected_batch_size", expected_batch_size)
+  check_axis_name(where, axis_name)
+  if key is None:
+    raise TypeError(f"{where}: key is required (the noise lives in state), e.g. key=0 or key=jax.random.key(0).")
+  return keys.as_key(key)
+
+
+def _noise_std(sigma: Any, clip: Any, dtype: Any) -> jax.Array:
+  """The noise std sigma * C in ``dtype``; exactly 0 for sigma 0 (whatever C, also inf)."""
+  sig = jnp.asarray(sigma, dtype)
+  return jnp.where(sig == 0, jnp.zeros((), dtype), sig * jnp.asarray(clip, dtype))
+
+
+def _clipped_sum(
+    per_example_grads: Any,
+    example_mask: Any,
+    clip: Any,
+    *,
+    denominator: str,
+    expected_batch_size: Any,
+    count: jax.Array,
+    axis_name: Any,
+) -> tuple[Any, Any]:
+  """The sum of the real examples' clipped gradients and the divisor, both global over ``axis_name``.
+
+  With ``axis_name`` each device holds one shard of the batch: the sums (and the number of real
+  examples, for ``denominator="actual"``) are ``psum``-ed, so every device gets the whole batch's.
+  """
+  total, _ = clip_per_example(masked(per_example_grads, example_mask), clip)
+  if denominator == "expected":
+    denom = resolve(expected_batch_size, count)
+  else:
+    batch = jax.tree.leaves(per_example_grads)[0].shape[0]
+    real = batch if example_mask is None else jnp.sum(jnp.asarray(example_mask).astype(jnp.int32))
+    if axis_name is not None:
+      real = jax.lax.psum(jnp.asarray(real, jnp.int32), axis_name)
+    denom = jnp.maximum(real, 1)
+  if axis_name is not None:  # summed in float32 or wider, like each device's own sum
+    total = jax.lax.psum(jax.tree.map(lambda s: s.astype(compute_dtype(s.dtype)), total), axis_name)
+  return total, denom
+
+
+def _clipped_sum_and_noise(
+    where: str,
+    updates: Any,
+    count: jax.Array,
+    key: jax.Array,
+    per_example_grads: Any,
+    example_mask: Any,
+    *,
+    l2_clip: Any,
+    noise_multiplier: Any,
+    denominator: str,
+    expected_batch_size: Any,
+    rng: str,
+    axis_name: Any,
+) -> tuple[Any, Any, Any, jax.Array]:
+  """One release's ``(clipped sum, fresh noise sigma C z, divisor, key to keep)``, after checking the inputs.
+
+  The noise comes from the state's key only, so it is the same on every device of ``axis_name``.
+  """
+  check_per_example(where, updates, per_example_grads)
+  clip = resolve(l2_clip, count)
+  sigma = resolve(noise_multiplier, count)
+  total, denom = _clipped_sum(
+      per_example_grads, example_mask, clip, denominator=denominator,
+      expected_batch_size=expected_batch_size, count=count, axis_name=axis_name,
+  )
+  new_key, use = keys.split(key)
+  z = normal_like(use, total, rng)
+  return total, jax.tree.map(lambda zl: _noise_std(sigma, clip, zl.dtype) * zl, z), denom, new_key
+
+
+def _divide(total: Any, noise: Any, updates: Any, denom: Any) -> Any:
+  """``(total + noise) / denom`` in the noise's (compute) dtype, cast to the updates' dtypes."""
+
+  def one(s, n, u):
+    dt = n.dtype
+    return ((s.astype(dt) + n) * (1.0 / jnp.asarray(denom, dt))).astype(u.dtype)
+
+  return jax.tree.map(one, total, noise, updates)
+
+
 def dp_aggregate(
     l2_clip: Any,
     noise_multiplier: Any,
@@ -68,6 +191,7 @@ def dp_aggregate(
     expected_batch_size: Any = None,
     denominator: str = "expected",
     rng: str = "threefry",
+    axis_name: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""The private gradient of DP-SGD: per-example clipping, sum, Gaussian noise, division.
 
@@ -90,6 +214,13 @@ def dp_aggregate(
       the number of real examples, for fixed-size batches).
     rng: ``"threefry"`` (``jax.random.normal``, the default) or ``"fast"`` (the counter-hash
       generator of :func:`gradtx.noise.add_annealed_noise`).
+    axis_name: under data parallelism (``jax.shard_map`` or ``pmap`` over this axis name, or
+      a tuple of names), each device passes the per-example gradients of its own shard of the
+      batch: the clipped sums (and, for ``denominator="actual"``, the counts of real examples)
+      are ``psum``-ed over the axis and the noise is drawn once for the global sum from the
+      replicated state key, so every device returns the same update, the one a single device
+      computes on the whole batch. ``expected_batch_size`` is then the global one. None: no
+      reduction (one device, or the caller sums).
 
   Returns:
     A gradient transformation. Its ``update`` needs ``per_example_grads=`` (every leaf of the
@@ -118,60 +249,28 @@ def dp_aggregate(
     near 5.4 standard deviations and the floating-point attacks of Mironov (2012) are not
     addressed. With ``denominator="actual"`` the divisor depends on the data; the accountant's
     guarantee then covers the (noised sum, batch size) pair only for fixed-size batches.
+    With ``axis_name`` the state (its key) must be replicated, as optimizer states are in data
+    parallelism; the result equals the single-device one up to the order of the summation.
   """
-  validate.non_negative("noise_multiplier", noise_multiplier)
-  validate.one_of("denominator", denominator, DENOMINATORS)
-  validate.one_of("rng", rng, RNGS)
-  if not (isinstance(l2_clip, (int, float)) and l2_clip == float("inf")):  # inf: no clipping
-    validate.positive("l2_clip", l2_clip)
-  if denominator == "expected":
-    if expected_batch_size is None:
-      raise ValueError(
-          "dp_aggregate: expected_batch_size is required with denominator='expected' "
-          "(sampling_rate * num_examples), e.g. expected_batch_size=256; or pass denominator='actual'."
-      )
-    validate.positive("expected_batch_size", expected_batch_size)
-  if key is None:
-    raise TypeError("dp_aggregate: key is required (the noise lives in state), e.g. key=0 or key=jax.random.key(0).")
-  if isinstance(key, jax.Array) and key.shape == () and jnp.issubdtype(key.dtype, jnp.integer):
-    raw_key = jax.random.PRNGKey(key)
-  else:
-    raw_key = keys.as_key(key)
+  raw_key = _validate_aggregate(
+      "dp_aggregate", l2_clip, noise_multiplier, key=key, expected_batch_size=expected_batch_size,
+      denominator=denominator, rng=rng, axis_name=axis_name,
+  )
+  hyperparams = dict(
+      l2_clip=l2_clip, noise_multiplier=noise_multiplier, denominator=denominator,
+      expected_batch_size=expected_batch_size, rng=rng, axis_name=axis_name,
+  )
 
   def init_fn(params):
     del params
-    return DpAggregateState(count=jnp.zeros([], jnp.int32), key=raw_key)
+    return DpAggregateState(count=jnp.zeros([], jnp.int32), key=keys.fresh(raw_key))
 
   def update_fn(updates, state, params=None, *, per_example_grads=None, example_mask=None, **extra_args):
     del params, extra_args
-    check_per_example("dp_aggregate", updates, per_example_grads)
-    clip = resolve(l2_clip, state.count)
-    sigma = resolve(noise_multiplier, state.count)
-    total, _ = clip_per_example(masked(per_example_grads, example_mask), clip)
-    new_key, use = keys.split(state.key)
-    if rng == "threefry":
-      leaves, treedef = jax.tree.flatten(total)
-      draws = [
-          jax.random.normal(jax.random.fold_in(use, i), s.shape, compute_dtype(s.dtype)) for i, s in enumerate(leaves)
-      ]
-      noise = jax.tree.unflatten(treedef, draws)
-    else:
-      noise = normal_like(use, total, "fast")
-    if denominator == "expected":
-      denom = resolve(expected_batch_size, state.count)
-    else:
-      batch = jax.tree.leaves(per_example_grads)[0].shape[0]
-      real = batch if example_mask is None else jnp.sum(jnp.asarray(example_mask).astype(jnp.int32))
-      denom = jnp.maximum(real, 1)
-
-    def privatise(s, z, u):
-      dt = compute_dtype(s.dtype)
-      sig = jnp.asarray(sigma, dt)
-      std = jnp.where(sig == 0, jnp.zeros((), dt), sig * jnp.asarray(clip, dt))  # sigma 0, C inf: no noise
-      inv = 1.0 / jnp.asarray(denom, dt)
-      return ((s.astype(dt) + std * z.astype(dt)) * inv).astype(u.dtype)
-
-    out = jax.tree.map(privatise, total, noise, updates)
+    total, noise, denom, new_key = _clipped_sum_and_noise(
+        "dp_aggregate", updates, state.count, state.key, per_example_grads, example_mask, **hyperparams
+    )
+    out = _divide(total, noise, updates, denom)
     return out, DpAggregateState(count=optax.safe_int32_increment(state.count), key=new_key)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -6,13 +6,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx._src.clipping.per_example_clip import clip_per_example
 from gradtx._src.core import keys, validate
-from gradtx._src.core.hyperparams import resolve
-from gradtx._src.core.rng import normal_like
 from gradtx._src.core.tree import compute_dtype
 from gradtx._src.privacy.banded_coefficients import BANDED, as_coefficients
-from gradtx._src.privacy.dp_aggregate import DENOMINATORS, RNGS, check_per_example, masked
+from gradtx._src.privacy.dp_aggregate import _clipped_sum_and_noise, _divide, _validate_aggregate
 
 
 class DpBandedAggregateState(NamedTuple):
@@ -32,6 +29,7 @@ def dp_banded_aggregate(
     banded: str = "strategy",
     denominator: str = "expected",
     rng: str = "threefry",
+    axis_name: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Clipped per-example sums plus correlated Gaussian noise :math:`C^{-1} w` from a banded Toeplitz factor.
 
@@ -67,6 +65,8 @@ def dp_banded_aggregate(
       sampling) or ``"correlation"`` (:math:`C^{-1}` banded: a finite noise filter).
     denominator: ``"expected"`` or ``"actual"`` (see :func:`gradtx.privacy.dp_aggregate`).
     rng: ``"threefry"`` or ``"fast"``.
+    axis_name: under data parallelism, ``psum`` the clipped sums over this mapped axis and add
+      the noise once, from the replicated state (see :func:`gradtx.privacy.dp_aggregate`).
 
   Returns:
     A gradient transformation whose ``update`` needs ``per_example_grads=`` and takes
@@ -92,47 +92,30 @@ def dp_banded_aggregate(
     both constant. The BandMF amplification needs cyclic Poisson sampling over ``bands``
     partitions (:func:`gradtx.privacy.poisson_batches` with ``partitions=bands``).
   """
-  validate.non_negative("noise_multiplier", noise_multiplier)
   validate.one_of("banded", banded, BANDED)
-  validate.one_of("denominator", denominator, DENOMINATORS)
-  validate.one_of("rng", rng, RNGS)
   coefs = as_coefficients("dp_banded_aggregate", coefficients)
-  if not (isinstance(l2_clip, (int, float)) and l2_clip == float("inf")):
-    validate.positive("l2_clip", l2_clip)
-  if denominator == "expected":
-    if expected_batch_size is None:
-      raise ValueError(
-          "dp_banded_aggregate: expected_batch_size is required with denominator='expected', "
-          "e.g. expected_batch_size=256; or pass denominator='actual'."
-      )
-    validate.positive("expected_batch_size", expected_batch_size)
-  if key is None:
-    raise TypeError("dp_banded_aggregate: key is required (the noise lives in state), e.g. key=0.")
-  raw_key = keys.as_key(key)
+  raw_key = _validate_aggregate(
+      "dp_banded_aggregate", l2_clip, noise_multiplier, key=key, expected_batch_size=expected_batch_size,
+      denominator=denominator, rng=rng, axis_name=axis_name,
+  )
+  hyperparams = dict(
+      l2_clip=l2_clip, noise_multiplier=noise_multiplier, denominator=denominator,
+      expected_batch_size=expected_batch_size, rng=rng, axis_name=axis_name,
+  )
   bands = len(coefs)
   inv0 = 1.0 / coefs[0]
 
   def init_fn(params):
     zeros = lambda: jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), compute_dtype(jnp.asarray(p).dtype)), params)
     return DpBandedAggregateState(
-        count=jnp.zeros([], jnp.int32), key=raw_key, history=tuple(zeros() for _ in range(bands - 1))
+        count=jnp.zeros([], jnp.int32), key=keys.fresh(raw_key), history=tuple(zeros() for _ in range(bands - 1))
     )
 
   def update_fn(updates, state, params=None, *, per_example_grads=None, example_mask=None, **extra_args):
     del params, extra_args
-    check_per_example("dp_banded_aggregate", updates, per_example_grads)
-    clip = resolve(l2_clip, state.count)
-    sigma = resolve(noise_multiplier, state.count)
-    total, _ = clip_per_example(masked(per_example_grads, example_mask), clip)
-    new_key, use = keys.split(state.key)
-    z = normal_like(use, total, rng)
-
-    def draw(zl):  # w_t = sigma C z_t (no noise for sigma 0, whatever C)
-      dt = zl.dtype
-      sig = jnp.asarray(sigma, dt)
-      return jnp.where(sig == 0, jnp.zeros((), dt), sig * jnp.asarray(clip, dt)) * zl
-
-    w = jax.tree.map(draw, z)
+    total, w, denom, new_key = _clipped_sum_and_noise(  # w_t = sigma C z_t
+        "dp_banded_aggregate", updates, state.count, state.key, per_example_grads, example_mask, **hyperparams
+    )
     hist = state.history
     if banded == "strategy":
       acc = w
@@ -145,18 +128,7 @@ def dp_banded_aggregate(
       for j in range(1, bands):
         zeta = jax.tree.map(lambda a, h, cj=coefs[j]: a + cj * h, zeta, hist[j - 1])
       new_hist = (w, *hist[:-1]) if bands > 1 else ()
-    if denominator == "expected":
-      denom = resolve(expected_batch_size, state.count)
-    else:
-      batch = jax.tree.leaves(per_example_grads)[0].shape[0]
-      real = batch if example_mask is None else jnp.sum(jnp.asarray(example_mask).astype(jnp.int32))
-      denom = jnp.maximum(real, 1)
-
-    def privatise(s, n, u):
-      dt = n.dtype
-      return ((s.astype(dt) + n) * (1.0 / jnp.asarray(denom, dt))).astype(u.dtype)
-
-    out = jax.tree.map(privatise, total, zeta, updates)
+    out = _divide(total, zeta, updates, denom)
     if bands > 1:  # keep the state's dtypes (lax.cond-safe) whatever the gradient's dtype
       new_hist = tuple(jax.tree.map(lambda n, o: n.astype(o.dtype), nh, oh) for nh, oh in zip(new_hist, hist))
     new_state = DpBandedAggregateState(count=optax.safe_int32_increment(state.count), key=new_key, history=new_hist)

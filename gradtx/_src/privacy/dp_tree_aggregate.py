@@ -6,11 +6,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx._src.clipping.per_example_clip import clip_per_example
 from gradtx._src.core import keys, validate
 from gradtx._src.core.hyperparams import resolve
 from gradtx._src.core.tree import compute_dtype
-from gradtx._src.privacy.dp_aggregate import check_per_example, masked
+from gradtx._src.privacy.dp_aggregate import _clipped_sum, _divide, _noise_std, check_axis_name, check_per_example
 
 
 class DpTreeAggregateState(NamedTuple):
@@ -45,6 +44,7 @@ def dp_tree_aggregate(
     key: Any = None,
     batch_size: Any = None,
     restart_every: int | None = None,
+    axis_name: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Clipped per-example sums with tree-aggregation noise (DP-FTRL), as a per-step gradient.
 
@@ -68,6 +68,9 @@ def dp_tree_aggregate(
     batch_size: :math:`B`, > 0, the (fixed) batch size the sum is divided by.
     restart_every: restart the tree (and FTRL's anchor :math:`\theta_0`) every this many
       steps, e.g. once per epoch; None: one tree for the whole run.
+    axis_name: under data parallelism, the mapped axis name (or names) over which each device
+      holds a shard of the batch: the clipped sums are ``psum``-ed and the tree noise, drawn
+      from the replicated state key, is added once (see :func:`gradtx.privacy.dp_aggregate`).
 
   Returns:
     A gradient transformation whose ``update`` needs ``per_example_grads=`` and takes
@@ -102,21 +105,22 @@ def dp_tree_aggregate(
     validate.positive_int("restart_every", restart_every)
   if key is None:
     raise TypeError("dp_tree_aggregate: key is required, e.g. key=0 or key=jax.random.key(0).")
-  if isinstance(key, jax.Array) and key.shape == () and jnp.issubdtype(key.dtype, jnp.integer):
-    raw_key = jax.random.PRNGKey(key)
-  else:
-    raw_key = keys.as_key(key)
+  check_axis_name("dp_tree_aggregate", axis_name)
+  raw_key = keys.as_key(key)
 
   def init_fn(params):
     noise = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), compute_dtype(jnp.asarray(p).dtype)), params)
-    return DpTreeAggregateState(count=jnp.zeros([], jnp.int32), key=raw_key, noise=noise)
+    return DpTreeAggregateState(count=jnp.zeros([], jnp.int32), key=keys.fresh(raw_key), noise=noise)
 
   def update_fn(updates, state, params=None, *, per_example_grads=None, example_mask=None, **extra_args):
     del params, extra_args
     check_per_example("dp_tree_aggregate", updates, per_example_grads)
     clip = resolve(l2_clip, state.count)
     sigma = resolve(noise_multiplier, state.count)
-    total, _ = clip_per_example(masked(per_example_grads, example_mask), clip)
+    total, denom = _clipped_sum(
+        per_example_grads, example_mask, clip, denominator="expected", expected_batch_size=batch_size,
+        count=state.count, axis_name=axis_name,
+    )
     if restart_every is None:
       epoch, t = jnp.zeros([], jnp.int32), state.count + 1
     else:
@@ -132,20 +136,8 @@ def dp_tree_aggregate(
     without = jax.lax.fori_loop(0, k, remove, jax.tree.map(jnp.zeros_like, prev))
     entering = tree_node_noise(state.key, epoch, k, t >> k, prev)
 
-    def step(p, w, e):
-      dt = p.dtype
-      sig = jnp.asarray(sigma, dt)
-      std = jnp.where(sig == 0, jnp.zeros((), dt), sig * jnp.asarray(clip, dt))
-      return p + std * (w + e)
-
-    noise = jax.tree.map(step, prev, without, entering)
-
-    def privatise(s, n, p, u):
-      dt = n.dtype
-      inv = 1.0 / jnp.asarray(resolve(batch_size, state.count), dt)
-      return ((s.astype(dt) + (n - p)) * inv).astype(u.dtype)
-
-    out = jax.tree.map(privatise, total, noise, prev, updates)
+    noise = jax.tree.map(lambda p, w, e: p + _noise_std(sigma, clip, p.dtype) * (w + e), prev, without, entering)
+    out = _divide(total, jax.tree.map(lambda n, p: n - p, noise, prev), updates, denom)
     return out, DpTreeAggregateState(count=optax.safe_int32_increment(state.count), key=state.key, noise=noise)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
