@@ -217,12 +217,16 @@ def _transformer(context: int = 32, d: int = 32, heads: int = 4, layers: int = 2
     return _cross_entropy(logits_fn(params, windows), windows[..., 1:])
 
   eval_loss = lambda p: loss_fn(p, eval_windows)  # noqa: E731
+
+  def accuracy(params):
+    return jnp.mean(jnp.argmax(logits_fn(params, eval_windows), -1) == eval_windows[..., 1:])
+
   return Problem(
       name="transformer",
       title=f"char-level transformer ({layers} layers, d={d}, context {context}) on Coriolanus",
       init=init, loss_fn=loss_fn, logits_fn=logits_fn, batch_fn=lambda idx: train[idx[..., None] + offsets],
       num_examples=split - context - 1, batch_size=16, eval_loss=eval_loss,
-      eval_label="held-out loss (nats/char)", metric=eval_loss, metric_label="held-out loss",
+      eval_label="held-out loss (nats/char)", metric=accuracy, metric_label="held-out next-char accuracy",
       **settings,
   )
 
