@@ -38,11 +38,11 @@ stage() {  # stage SECONDS MODULE [ARGS...]
 }
 
 stage 60 step_overhead
-stage 60 curvature
+stage 90 curvature
 stage 60 geometry --full
 stage 100 kronecker --total-params 4000000 --rounds 5
 stage 90 clip_noise --params 2000000
-stage 170 step_cost --rounds 3 --no-progress
+stage 150 step_cost --rounds 3 --no-progress
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "failed or cut off: ${failed[*]}" | tee -a "$log"
