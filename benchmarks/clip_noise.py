@@ -1,6 +1,6 @@
 """Clipping and noise injection chained before Adam, as ratios to an Adam step, in one run.
 
-Three tables, each measured side by side (interleaved rounds, medians):
+Three tables, each measured side by side (interleaved rounds; ratios are medians of the per-round ratios):
 
 1. ``chain(clip_by_global_norm, adam)`` against ``adam`` on the transformer-like tree, with
    optax's ``chain(clip_by_global_norm, adam)`` against ``optax.adam`` for comparison.
@@ -24,15 +24,22 @@ import numpy as np
 import optax
 
 import gradtx
-from benchmarks.common import ratio_table, time_functions, time_interleaved, transformer_like_tree, write_result
+from benchmarks.common import (
+  paired_ratio,
+  ratio_table,
+  time_functions,
+  time_interleaved,
+  transformer_like_tree,
+  write_result,
+)
 from gradtx import clipping as gc
 from gradtx import noise as gn
 
 
 def step_table(title, candidates, baseline, params, grads, rounds):
   timings = time_interleaved(candidates, params, grads, rounds=rounds, steps_per_round=3)
-  base = timings[baseline].median
-  rows = [("transformer-like", name, t.median * 1e3, t.median / base) for name, t in timings.items()]
+  base = timings[baseline].seconds
+  rows = [("transformer-like", name, t.median * 1e3, paired_ratio(t.seconds, base)) for name, t in timings.items()]
   return ratio_table(title, rows, baseline)
 
 

@@ -9,7 +9,7 @@ import dataclasses
 import os
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -128,6 +128,12 @@ class Timing:
   @property
   def median(self) -> float:
     return statistics.median(self.seconds) if self.seconds else float("nan")
+
+
+def paired_ratio(times: Sequence[float], base: Sequence[float]) -> float:
+  """Median over rounds of ``times[i] / base[i]``: candidate and baseline timed back to back in each
+  round, so load that drifts between rounds cancels (a ratio of medians does not)."""
+  return statistics.median(t / b for t, b in zip(times, base))
 
 
 def time_interleaved(

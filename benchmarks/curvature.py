@@ -22,7 +22,7 @@ import jax
 import optax
 
 import gradtx
-from benchmarks.common import mlp_problem, ratio_table, time_functions, time_interleaved, write_result
+from benchmarks.common import mlp_problem, paired_ratio, ratio_table, time_functions, time_interleaved, write_result
 from gradtx import curvature as cv
 
 
@@ -117,9 +117,9 @@ def main(argv=None):
     text += (f"\nProbe generation: packed bits cost {pk / jr:.2f}x jax.random.rademacher; as a fraction of one "
              f"gradient: packed {pk / base:.3f}, jax.random.rademacher {jr / base:.3f}.\n\n")
   if t_step:
-    rows2 = [(case, name, statistics.median(t) * 1e3, _paired_ratio(t, t_step[baseline_of[name]]))
+    rows2 = [(case, name, statistics.median(t) * 1e3, paired_ratio(t, t_step[baseline_of[name]]))
              for name, t in t_step.items()]
-    rows2 += [(case, name, statistics.median(t) * 1e3, _paired_ratio(t, t_donated[baseline_donated[name]]))
+    rows2 += [(case, name, statistics.median(t) * 1e3, paired_ratio(t, t_donated[baseline_donated[name]]))
               for name, t in t_donated.items()]
     text += ratio_table("Sophia-H steps that skip the estimate vs Adam", rows2, "the Adam(W) step of the same kind")
     text += ("\n`skip, lax.cond`: the default, the refresh decided on the device from the count; "
@@ -146,11 +146,6 @@ def _time_rounds(cands, rounds, reps=5):
       jax.block_until_ready(out)
       times[name].append((time.perf_counter() - start) / reps)
   return times
-
-
-def _paired_ratio(times, base):
-  """Median over rounds of ``times[i] / base[i]``."""
-  return statistics.median(t / b for t, b in zip(times, base))
 
 
 if __name__ == "__main__":
