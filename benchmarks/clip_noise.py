@@ -90,12 +90,12 @@ def per_example_table(batch, rounds):
   return ratio_table("Per-example clipping vs the batched gradient", rows, "jax.grad (batched mean)")
 
 
-def main():
+def main(argv=None):
   parser = argparse.ArgumentParser()
   parser.add_argument("--params", type=int, default=4_000_000)
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--batch", type=int, default=128)
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   params = transformer_like_tree(args.params)
   rng = np.random.default_rng(1)
   grads = jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(x.shape, np.float32)), params)

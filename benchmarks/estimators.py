@@ -101,14 +101,14 @@ def peak_bytes(fn, *args):
   return m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
 
 
-def main():
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--rounds", type=int, default=8)
   parser.add_argument("--width", type=int, default=256)
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--widths", type=str, default="64,128,256,512,1024")
   parser.add_argument("--memory-batches", type=str, default="128,2048")
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
 
   params, loss, _ = mlp_problem(args.width, args.batch, d_in=256)
   n = sum(x.size for x in jax.tree.leaves(params))

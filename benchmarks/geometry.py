@@ -67,10 +67,10 @@ def muon_vs_adam(total_params, layers, rounds):
   return [(case, k, v.median * 1e3, v.median / base) for k, v in timings.items()]
 
 
-def main():
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--full", action="store_true", help="the issue's sizes (for an accelerator)")
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   if args.full:
     shapes, rounds, reps, tree = [(1024, 1024), (1024, 4096)], 10, 5, (15_000_000, 12)
   else:
