@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.common import RESULTS_DIR, mlp_problem, ratio_table, write_result
+from benchmarks import common
+from benchmarks.common import mlp_problem, ratio_table, write_result
 from gradtx._src.optimizers.moments import sgd
 from gradtx.estimators import (
     deepzero,
@@ -199,7 +200,7 @@ def main(argv=None):
   ax.set_title("Peak memory of one step, 3-layer MLP")
   ax.legend()
   fig.tight_layout()
-  path = f"{RESULTS_DIR}/estimators.png"
+  path = f"{common.RESULTS_DIR}/estimators.png"
   fig.savefig(path, dpi=120)
   print("wrote", path)
 
