@@ -6,8 +6,11 @@ the per-candidate medians are compared.
 """
 
 import dataclasses
+import datetime
 import os
+import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -178,6 +181,27 @@ def time_interleaved(
   return timings
 
 
+def machine() -> str:
+  """Date, cores, load, jax and optax versions and backend, for every result file."""
+  device = jax.devices()[0]
+  now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+  load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+  return (
+      f"{now}; {os.cpu_count()} cores ({platform.machine()}){load}, jax {jax.__version__}, optax "
+      f"{optax.__version__}, backend {device.platform} ({device.device_kind})"
+  )
+
+
+def command() -> str:
+  """The command line of this run, as ``python -m benchmarks.<name> ...`` for a benchmark module."""
+  script = sys.argv[0]
+  if script.endswith(".py") and os.path.basename(os.path.dirname(script)) == "benchmarks":
+    head = f"python -m benchmarks.{os.path.basename(script)[:-3]}"
+  else:
+    head = os.path.basename(script)
+  return " ".join([head, *sys.argv[1:]])
+
+
 def ratio_table(title: str, rows: list[tuple[str, str, float, float]], baseline_label: str) -> str:
   """A Markdown table: (case, candidate, median ms, ratio to the baseline)."""
   lines = [
@@ -188,9 +212,7 @@ def ratio_table(title: str, rows: list[tuple[str, str, float, float]], baseline_
   ]
   for case, name, ms, ratio in rows:
     lines.append(f"| {case} | {name} | {ms:.3f} | {ratio:.2f} |")
-  device = jax.devices()[0]
-  lines += ["", f"Measured on {device.platform} ({device.device_kind}), jax {jax.__version__}, "
-            f"optax {optax.__version__}; ratios < 1 mean faster than the baseline."]
+  lines += ["", f"Run {machine()}; command `{command()}`. Ratios < 1 mean faster than the baseline."]
   return "\n".join(lines) + "\n"
 
 

@@ -81,9 +81,8 @@ def main(argv=None):
            "| case | candidate | median ms | ratio | GFLOP/s |", "|---|---|---:|---:|---:|"]
   for case, name, ms, ratio, rate in ns_rows:
     lines.append(f"| {case} | {name} | {ms:.3f} | {ratio:.2f} | {'' if rate is None else f'{rate / 1e9:.1f}'} |")
-  device = jax.devices()[0]
   lines += ["", "NS5 ratio = achieved FLOP/s of NS5 / FLOP/s of `a @ a.T` (target >= 0.85); polar ratios "
-            "are time / NS5 time.", f"Measured on {device.platform} ({device.device_kind}), jax {jax.__version__}.", ""]
+            "are time / NS5 time.", f"Run {common.machine()}; command `{common.command()}`.", ""]
   muon_rows = muon_vs_adam(*tree, rounds)
   text = "\n".join(lines) + "\n" + common.ratio_table("Muon step against Adam step", muon_rows, "adam")
   print(text)

@@ -22,10 +22,8 @@ Usage:
 
 import argparse
 import dataclasses
-import datetime
 import functools
 import os
-import platform
 import sys
 import time
 from typing import Any
@@ -38,7 +36,7 @@ from tqdm import tqdm
 
 import gradtx
 from benchmarks import race_problems
-from benchmarks.common import RESULTS_DIR, tree_size
+from benchmarks.common import RESULTS_DIR, machine, tree_size
 
 # DeepZero estimates ``density * n`` coordinates per step, one loss evaluation each; on the larger
 # problems its race density is capped so that a step costs at most this many evaluations.
@@ -168,17 +166,6 @@ class Runner:
     raw = (time.perf_counter() - run_start) / self.steps
     step_s = max(raw - eval_seconds(self.problem.name) / self.eval_every, 0.5 * raw)
     return Run(np.asarray(losses), float(metric), step_s, compile_s)
-
-
-def machine() -> str:
-  """Date, cores, jax version and backend, for the header of every result file."""
-  device = jax.devices()[0]
-  now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-  load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-  return (
-      f"{now}; {os.cpu_count()} cores ({platform.machine()}){load}, jax {jax.__version__}, optax "
-      f"{optax.__version__}, backend {device.platform} ({device.device_kind})"
-  )
 
 
 def command(argv) -> str:
