@@ -92,11 +92,11 @@ def mlp_problem(width: int, batch: int, d_in: int = 512, classes: int = 10, seed
   return params, loss, logits_fn
 
 
-def time_functions(cands: Mapping[str, tuple[Callable[..., Any], tuple]], rounds: int, reps: int = 5) -> dict:
-  """Median seconds per call of each ``name -> (jitted fn, args)``, in interleaved rounds."""
+def time_rounds(cands: Mapping[str, tuple[Callable[..., Any], tuple]], rounds: int, reps: int = 5) -> dict:
+  """Seconds per call of each ``name -> (jitted fn, args)`` in every round, the rounds interleaved."""
   for fn, args in cands.values():
     jax.block_until_ready(fn(*args))
-  times = {name: [] for name in cands}
+  times: dict[str, list[float]] = {name: [] for name in cands}
   for _ in range(rounds):
     for name, (fn, args) in cands.items():
       start = time.perf_counter()
@@ -104,7 +104,12 @@ def time_functions(cands: Mapping[str, tuple[Callable[..., Any], tuple]], rounds
         out = fn(*args)
       jax.block_until_ready(out)
       times[name].append((time.perf_counter() - start) / reps)
-  return {name: statistics.median(t) for name, t in times.items()}
+  return times
+
+
+def time_functions(cands: Mapping[str, tuple[Callable[..., Any], tuple]], rounds: int, reps: int = 5) -> dict:
+  """Median seconds per call of each ``name -> (jitted fn, args)``, in interleaved rounds."""
+  return {name: statistics.median(t) for name, t in time_rounds(cands, rounds, reps).items()}
 
 
 def tree_size(tree: Any) -> int:

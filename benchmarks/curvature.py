@@ -16,13 +16,20 @@ Usage: python -m benchmarks.curvature [--rounds 15] [--width 512] [--batch 256] 
 
 import argparse
 import statistics
-import time
 
 import jax
 import optax
 
 import gradtx
-from benchmarks.common import mlp_problem, paired_ratio, ratio_table, time_functions, time_interleaved, write_result
+from benchmarks.common import (
+  mlp_problem,
+  paired_ratio,
+  ratio_table,
+  time_functions,
+  time_interleaved,
+  time_rounds,
+  write_result,
+)
 from gradtx import curvature as cv
 
 
@@ -90,7 +97,7 @@ def main(argv=None):
         steps[f"sophia_h {kind}, {how} ({wd})"] = (make(sophia, **kw), args_)
         baseline_of[f"sophia_h {kind}, {how} ({wd})"] = a
       baseline_of[a] = a
-  t_step = _time_rounds(steps, args.rounds)
+  t_step = time_rounds(steps, args.rounds)
 
   def with_inputs(tx, **kw):  # time_interleaved calls update(grads, state, params): add the extra inputs
     return optax.GradientTransformationExtraArgs(
@@ -131,21 +138,6 @@ def main(argv=None):
   if args.only is None:
     write_result("curvature.md", text)
   print(text)
-
-
-def _time_rounds(cands, rounds, reps=5):
-  """Seconds per call of each ``name -> (jitted fn, args)`` in every round, the rounds interleaved."""
-  for fn, args in cands.values():
-    jax.block_until_ready(fn(*args))
-  times = {name: [] for name in cands}
-  for _ in range(rounds):
-    for name, (fn, args) in cands.items():
-      start = time.perf_counter()
-      for _ in range(reps):
-        out = fn(*args)
-      jax.block_until_ready(out)
-      times[name].append((time.perf_counter() - start) / reps)
-  return times
 
 
 if __name__ == "__main__":

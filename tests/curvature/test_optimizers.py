@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from gradtx import curvature as cv
-from tests.curvature.util import PROBLEMS, N, Separable, flat, probes_for_steps, tree_of
+from tests.curvature.util import PROBLEMS, N, Separable, flat, logits_problem, probes_for_steps, tree_of
 from tests.reference import curvature_ref as ref
 
 STEPS = 50
@@ -91,17 +91,7 @@ def test_oasis_matches_reference(prob, case):
 
 
 def test_sophia_g_matches_reference_with_its_estimator():
-  rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.standard_normal((6, 3)))
-  y = jnp.asarray(rng.integers(0, 4, 6))
-  params = {"w": jnp.asarray(rng.standard_normal((3, 4)) * 0.3), "b": jnp.zeros(4)}
-
-  def logits_fn(p):
-    return x @ p["w"] + p["b"]
-
-  def loss(p):
-    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits_fn(p)), y[:, None], axis=-1))
-
+  params, loss, logits_fn = logits_problem()
   lr, k = 0.05, 3
   tx = cv.sophia_g(lr, weight_decay=0.1, update_interval=k, key=4)
   state = tx.init(params)

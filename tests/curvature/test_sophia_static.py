@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from gradtx import curvature as cv
-from tests.curvature.util import DenseQuadratic, tree_of
+from tests.curvature.util import DenseQuadratic, logits_problem, tree_of
 
 K = 3
 STEPS = 20
@@ -27,26 +27,11 @@ def _has_cond(jaxpr) -> bool:
   return False
 
 
-def _logits_problem():
-  rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.standard_normal((6, 3)))
-  y = jnp.asarray(rng.integers(0, 4, 6))
-  params = {"w": jnp.asarray(rng.standard_normal((3, 4)) * 0.3), "b": jnp.zeros(4)}
-
-  def logits_fn(p):
-    return x @ p["w"] + p["b"]
-
-  def loss(p):
-    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits_fn(p)), y[:, None], axis=-1))
-
-  return params, loss, logits_fn
-
-
 def _cases():
   prob = DenseQuadratic()  # Hutchinson is noisy here: the probes (hence the key) matter
   hutch = (cv.sophia_h(0.02, weight_decay=0.1, update_interval=K, num_probes=2, key=5),
            tree_of(prob.x0), prob.loss, "obj_fn")
-  params, loss, logits_fn = _logits_problem()
+  params, loss, logits_fn = logits_problem()
   gnb = (cv.sophia_g(0.05, weight_decay=0.1, update_interval=K, key=4), params, loss, logits_fn)
   return {"sophia_h": hutch, "sophia_g": gnb}
 

@@ -86,3 +86,19 @@ def probes_for_steps(seed, steps, num_probes, probe="rademacher"):
 
   zs = np.asarray(draw(keys.as_key(seed)))
   return [list(zs[t]) for t in range(steps)]
+
+
+def logits_problem():
+  """Softmax regression on 6 examples: (params, mean cross-entropy loss, logits_fn), for Sophia-G."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((6, 3)))
+  y = jnp.asarray(rng.integers(0, 4, 6))
+  params = {"w": jnp.asarray(rng.standard_normal((3, 4)) * 0.3), "b": jnp.zeros(4)}
+
+  def logits_fn(p):
+    return x @ p["w"] + p["b"]
+
+  def loss(p):
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits_fn(p)), y[:, None], axis=-1))
+
+  return params, loss, logits_fn
