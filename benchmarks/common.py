@@ -163,7 +163,9 @@ def time_interleaved(
   for name, tx in candidates.items():
     try:
       p = jax.tree.map(jnp.copy, params)
-      s = tx.init(p)
+      # Copied: some optax states hold the params themselves (optax.contrib.dog's x0), and a step
+      # cannot donate one buffer twice. gradtx's contract suite checks that its states never do.
+      s = jax.tree.map(jnp.copy, tx.init(p))
       start = time.perf_counter()
       step = make_step(tx).lower(p, s, grads).compile()
       timings[name].compile_seconds = time.perf_counter() - start
