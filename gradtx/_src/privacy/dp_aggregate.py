@@ -83,8 +83,8 @@ def _validate_aggregate(
     denominator: str,
     rng: str,
     axis_name: Any,
-) -> jax.Array:
-  """Check the hyperparameters shared by the DP aggregations; return the raw key.
+) -> tuple[jax.Array, dict[str, Any]]:
+  """Check the hyperparameters shared by the DP aggregations; return the raw key and them as a dict.
 
   ``where`` names the factory in the errors raised here (``validate`` names the outermost
   gradtx function the user called).
@@ -104,7 +104,11 @@ def _validate_aggregate(
   check_axis_name(where, axis_name)
   if key is None:
     raise TypeError(f"{where}: key is required (the noise lives in state), e.g. key=0 or key=jax.random.key(0).")
-  return keys.as_key(key)
+  hyperparams = dict(
+      l2_clip=l2_clip, noise_multiplier=noise_multiplier, denominator=denominator,
+      expected_batch_size=expected_batch_size, rng=rng, axis_name=axis_name,
+  )
+  return keys.as_key(key), hyperparams
 
 
 def _noise_std(sigma: Any, clip: Any, dtype: Any) -> jax.Array:
@@ -252,13 +256,9 @@ def dp_aggregate(
     With ``axis_name`` the state (its key) must be replicated, as optimizer states are in data
     parallelism; the result equals the single-device one up to the order of the summation.
   """
-  raw_key = _validate_aggregate(
+  raw_key, hyperparams = _validate_aggregate(
       "dp_aggregate", l2_clip, noise_multiplier, key=key, expected_batch_size=expected_batch_size,
       denominator=denominator, rng=rng, axis_name=axis_name,
-  )
-  hyperparams = dict(
-      l2_clip=l2_clip, noise_multiplier=noise_multiplier, denominator=denominator,
-      expected_batch_size=expected_batch_size, rng=rng, axis_name=axis_name,
   )
 
   def init_fn(params):

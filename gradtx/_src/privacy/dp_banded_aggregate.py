@@ -94,13 +94,9 @@ def dp_banded_aggregate(
   """
   validate.one_of("banded", banded, BANDED)
   coefs = as_coefficients("dp_banded_aggregate", coefficients)
-  raw_key = _validate_aggregate(
+  raw_key, hyperparams = _validate_aggregate(
       "dp_banded_aggregate", l2_clip, noise_multiplier, key=key, expected_batch_size=expected_batch_size,
       denominator=denominator, rng=rng, axis_name=axis_name,
-  )
-  hyperparams = dict(
-      l2_clip=l2_clip, noise_multiplier=noise_multiplier, denominator=denominator,
-      expected_batch_size=expected_batch_size, rng=rng, axis_name=axis_name,
   )
   bands = len(coefs)
   inv0 = 1.0 / coefs[0]
