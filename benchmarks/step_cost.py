@@ -145,6 +145,8 @@ def main(argv=None):
   parser.add_argument("--optimizers", default="", help="comma-separated names (default: all)")
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--params", type=int, default=15_000_000, help="size of the transformer-like tree")
+  parser.add_argument("--trees", choices=("both", "transformer", "small"), default="both",
+                      help="which trees: the transformer-like one, the 500 small leaves, or both")
   parser.add_argument("--out", default=RESULTS_DIR)
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
@@ -153,7 +155,11 @@ def main(argv=None):
     trees = {"transformer-like": transformer_like_tree(200_000, layers=2), "50 small leaves": many_small_leaves(50)}
     rounds = 2
   else:
-    trees = {"transformer-like": transformer_like_tree(args.params), "500 small leaves": many_small_leaves(500)}
+    trees = {}
+    if args.trees in ("both", "transformer"):
+      trees["transformer-like"] = transformer_like_tree(args.params)
+    if args.trees in ("both", "small"):
+      trees["500 small leaves"] = many_small_leaves(500)
     rounds = args.rounds
   command = "python -m benchmarks.step_cost " + " ".join(argv if argv is not None else sys.argv[1:])
   os.makedirs(args.out, exist_ok=True)
