@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import gradtx
+
 # GRADTX_RESULTS_DIR redirects every benchmark's output (benchmarks/gpu.sh writes the GPU run beside the CPU one).
 RESULTS_DIR = os.environ.get("GRADTX_RESULTS_DIR") or os.path.join(os.path.dirname(__file__), "results")
 
@@ -110,6 +112,31 @@ def time_rounds(cands: Mapping[str, tuple[Callable[..., Any], tuple]], rounds: i
 def time_functions(cands: Mapping[str, tuple[Callable[..., Any], tuple]], rounds: int, reps: int = 5) -> dict:
   """Median seconds per call of each ``name -> (jitted fn, args)``, in interleaved rounds."""
   return {name: statistics.median(t) for name, t in time_rounds(cands, rounds, reps).items()}
+
+
+def quadratic_loss(params: Any) -> jax.Array:
+  """``sum(p^2) / 2``: the loss the step benchmarks build loss-based extra inputs from."""
+  return 0.5 * sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(params))
+
+
+def with_extra_inputs(
+    spec: Any, tx: optax.GradientTransformation, loss: Callable[..., Any] = quadratic_loss, logits_fn: Any = None
+) -> optax.GradientTransformationExtraArgs:
+  """``tx`` whose ``update(g, s, p)`` builds the extra inputs registry entry ``spec`` needs from ``loss``."""
+  if not spec.extra_inputs:
+    return tx
+
+  def update(updates, state, params=None, **extra):
+    built = gradtx.build_extra_args(spec.extra_inputs, loss, params, logits_fn=logits_fn)
+    return tx.update(updates, state, params, **{**extra, **built})
+
+  return optax.GradientTransformationExtraArgs(tx.init, update)
+
+
+def state_bytes(tx: optax.GradientTransformation, params: Any) -> int:
+  """Bytes of ``tx``'s state for ``params``, from abstract evaluation only."""
+  shapes = jax.eval_shape(tx.init, params)
+  return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(shapes))
 
 
 def tree_size(tree: Any) -> int:

@@ -68,16 +68,15 @@ def family_label(spec: gradtx.OptimizerSpec, kwargs: dict | None = None, params:
   """The family column: estimators are marked ZO, with their loss evaluations per step.
 
   The count comes from ``gradtx.function_evals_per_step`` on the optimizer's state for
-  ``params``; without ``params`` (or that API) the label is just "estimators (ZO)".
+  ``params``; without ``params`` the label is just "estimators (ZO)".
   """
   if spec.family != "estimators":
     return spec.family
-  count = getattr(gradtx, "function_evals_per_step", None)
-  if count is not None and params is not None:
+  if params is not None:
     kwargs = dict(spec.race_kwargs if kwargs is None else kwargs)
     if spec.needs_key:
       kwargs["key"] = 0
-    evals = count(spec.factory(**kwargs).init(params))
+    evals = gradtx.function_evals_per_step(spec.factory(**kwargs).init(params))
     if evals is not None:
       return f"estimators (ZO, {evals} evals/step)"
   return "estimators (ZO)"

@@ -61,17 +61,15 @@ def optimizer_table() -> str:
 def state_memory_table() -> str:
   """Optimizer-state bytes per parameter of every registry entry, from abstract evaluation only."""
   import jax
-  import numpy as np
 
-  from benchmarks.common import transformer_like_tree, tree_size
+  from benchmarks.common import state_bytes, transformer_like_tree, tree_size
 
   params = jax.eval_shape(transformer_like_tree)
   n = tree_size(params)
   lines = ["| optimizer | family | state bytes / parameter |", "|---|---|---:|"]
   order = gradtx._src.core.registry.FAMILIES
   for spec in sorted(gradtx.registry().values(), key=lambda s: (order.index(s.family), s.name)):
-    state = jax.eval_shape(spec.build().init, params)
-    total = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(state))
+    total = state_bytes(spec.build(), params)
     lines.append(f"| `{spec.name}` | {spec.family} | {total / n:.2f} |")
   return "\n".join(lines) + "\n"
 

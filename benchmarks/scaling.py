@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 import gradtx
 from benchmarks import race
-from benchmarks.common import RESULTS_DIR, time_interleaved, tree_size
+from benchmarks.common import RESULTS_DIR, state_bytes, time_interleaved, tree_size, with_extra_inputs
 
 ENTRIES = ("adam", "lion", "muon", "shampoo", "soap", "psgd_kron", "adahessian", "sgld", "mezo")
 SIZES = (1e6, 3e6, 1e7, 3e7, 1e8)
@@ -59,33 +59,12 @@ def blocks_tree(total_params: int, layers: int = LAYERS, seed: int = 0) -> dict:
   }
 
 
-def _loss(params: Any) -> jax.Array:
-  return sum(0.5 * jnp.sum(jnp.square(x)) for x in jax.tree.leaves(params))
-
-
-def with_extra_inputs(spec: gradtx.OptimizerSpec, tx: Any) -> optax.GradientTransformation:
-  """``tx`` whose ``update(g, s, p)`` builds the extra inputs the entry needs from ``_loss``."""
-  if not spec.extra_inputs:
-    return tx
-
-  def update(updates, state, params=None, **extra_args):
-    del extra_args
-    return tx.update(updates, state, params, **gradtx.build_extra_args(spec.extra_inputs, _loss, params))
-
-  return optax.GradientTransformation(tx.init, update)
-
-
 def build(name: str) -> optax.GradientTransformation:
   spec = gradtx.get_spec(name)
   kwargs = dict(spec.race_kwargs)
   if spec.needs_key:
     kwargs["key"] = 0
   return with_extra_inputs(spec, spec.factory(**kwargs))
-
-
-def state_bytes(tx: optax.GradientTransformation, params: Any) -> int:
-  shapes = jax.eval_shape(tx.init, params)
-  return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(shapes))
 
 
 def measure(names, sizes, *, rounds: int, steps_per_round: int, max_step_seconds: float, progress: bool):

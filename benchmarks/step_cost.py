@@ -16,13 +16,20 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import optax.contrib
 from tqdm import tqdm
 
 import gradtx
-from benchmarks.common import RESULTS_DIR, many_small_leaves, time_interleaved, transformer_like_tree, tree_size
+from benchmarks.common import (
+  RESULTS_DIR,
+  many_small_leaves,
+  state_bytes,
+  time_interleaved,
+  transformer_like_tree,
+  tree_size,
+  with_extra_inputs,
+)
 
 # Registry entries whose algorithm optax also has (same settings as the registry's race kwargs).
 OPTAX_EQUIVALENTS = {
@@ -40,31 +47,13 @@ OPTAX_EQUIVALENTS = {
 }
 
 
-def _loss(params):
-  return 0.5 * sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(params))
-
-
 def _logits(params):
   """Logits for Sophia-G's estimator: every group of 8 parameters is one example's 8 classes."""
   return jnp.concatenate([x.reshape(-1, 8) for x in jax.tree.leaves(params)])
 
 
-def _with_extra_inputs(spec, tx):
-  """A transformation that builds ``spec``'s extra inputs from the quadratic loss at each step."""
-  if not spec.extra_inputs:
-    return tx
-
-  def update(updates, state, params=None, **extra):
-    built = gradtx.build_extra_args(spec.extra_inputs, _loss, params, logits_fn=_logits)
-    return tx.update(updates, state, params, **{**extra, **built})
-
-  return optax.GradientTransformationExtraArgs(tx.init, update)
-
-
 def state_bytes_per_param(tx, params) -> float:
-  shapes = jax.eval_shape(tx.init, params)
-  total = sum(int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize for s in jax.tree.leaves(shapes))
-  return total / tree_size(params)
+  return state_bytes(tx, params) / tree_size(params)
 
 
 def measure(names, trees, rounds, progress=True, on_family=None):
@@ -87,7 +76,7 @@ def measure(names, trees, rounds, progress=True, on_family=None):
       candidates = {"gradtx.adam": gradtx.adam(1e-3), "optax.adam": optax.adam(1e-3)}
       for name in members:
         spec = gradtx.get_spec(name)
-        candidates[name] = _with_extra_inputs(spec, spec.factory(**spec.race_kwargs))
+        candidates[name] = with_extra_inputs(spec, spec.factory(**spec.race_kwargs), logits_fn=_logits)
         if name in OPTAX_EQUIVALENTS:
           candidates[f"optax.{name}"] = OPTAX_EQUIVALENTS[name](spec.race_kwargs)
       t = time_interleaved(candidates, tree, grads, rounds=rounds, steps_per_round=2, record_errors=True)
