@@ -328,6 +328,39 @@ def test_coordinate_subsets_persist_for_a_period_and_rescale_by_density():
   chex.assert_trees_all_close(big, jax.tree.map(lambda x: 4.0 * x, first), rtol=1e-12)
 
 
+@pytest.mark.parametrize("leaf_groups", [1, 5, 12])
+def test_coordinate_estimate_over_many_mixed_dtype_leaves_equals_a_loop_over_coordinates(leaf_groups):
+  # Leaves of two dtypes share one evaluation loop; each difference must still perturb one
+  # coordinate of one leaf, in that leaf's dtype, and land back in that leaf.
+  rng = np.random.default_rng(4)
+  params = {f"p{i:02d}": jnp.asarray(rng.standard_normal(3 + i % 4), jnp.float32 if i % 3 else jnp.bfloat16)
+            for i in range(12)}
+  weights = {k: jnp.asarray(rng.standard_normal(v.shape), jnp.float32) for k, v in params.items()}
+  loss = lambda p: sum(jnp.sum(weights[k] * p[k].astype(jnp.float32) ** 2) for k in p)
+  mu, density = 0.125, 0.5
+  out = _estimate(coordinate_gradient(key=2, mu=mu, density=density, leaf_groups=leaf_groups), params, loss)
+  selected = _selected(2, 0, {k: np.asarray(v, np.float32) for k, v in params.items()}, density)
+  f0 = loss(params)
+  for name, leaf in params.items():
+    want = np.zeros(leaf.size, np.float32)
+    for j in selected[name]:
+      moved = dict(params, **{name: leaf.ravel().at[j].add(jnp.asarray(mu, leaf.dtype)).reshape(leaf.shape)})
+      want[j] = (loss(moved) - f0) / mu
+    assert out[name].dtype == leaf.dtype
+    got = np.ravel(out[name]).astype(np.float32)
+    np.testing.assert_allclose(got, want.astype(leaf.dtype), rtol=1e-4, atol=1e-5)  # f32 sums, / mu
+
+
+@pytest.mark.parametrize("num_leaves, leaf_groups, loops", [(40, 8, 8), (40, 1, 1), (3, 8, 3)])
+def test_coordinate_estimate_runs_one_loop_per_leaf_group(num_leaves, leaf_groups, loops):
+  # obj_fn is traced once per loop, so the program must not grow with the number of leaves.
+  params = {f"p{i:03d}": jnp.ones(4) for i in range(num_leaves)}
+  tx = coordinate_gradient(key=0, density=0.5, leaf_groups=leaf_groups)
+  jaxpr = jax.make_jaxpr(lambda s, p: tx.update(None, s, p, obj_fn=lambda q: sum(jnp.sum(x) for x in q.values())))
+  eqns = jaxpr(tx.init(params), params).jaxpr.eqns
+  assert sum(e.primitive.name in ("scan", "while") for e in eqns) == loops
+
+
 def test_bfloat16_params_give_bfloat16_estimates():
   params = {"w": jnp.ones((3, 2), jnp.bfloat16), "b": jnp.zeros((2,), jnp.bfloat16)}
   loss = lambda p: jnp.sum(p["w"].astype(jnp.float32) ** 2) + jnp.sum(p["b"].astype(jnp.float32))
@@ -461,6 +494,7 @@ def test_function_evals_per_step_counts_every_loss_evaluation():
         (lambda: deepzero(0.1, key=0, density={"w": 1.5}), "density must be in"),
         (lambda: deepzero(0.1, mu=0.0, key=0), "mu must be > 0"),
         (lambda: coordinate_gradient(key=0, regenerate_every=0), "regenerate_every"),
+        (lambda: coordinate_gradient(key=0, leaf_groups=0), "leaf_groups"),
         (lambda: forward_gradient_sgd(0.1, momentum=1.0, key=0), "momentum"),
     ],
 )

@@ -221,7 +221,7 @@ def spsa(
     needs_key=True,
     test_kwargs={"learning_rate": 0.002, "key": 0, "density": 0.75, "momentum": 0.9, "mu": 5e-4},
     race_kwargs={"learning_rate": 0.5, "key": 0, "density": 0.02},
-    static_args=("key", "density", "regenerate_every", "batch_size"),
+    static_args=("key", "density", "regenerate_every", "batch_size", "leaf_groups"),
 )
 def deepzero(
     learning_rate: Any,
@@ -234,6 +234,7 @@ def deepzero(
     regenerate_every: int = 1,
     rescale: bool = False,
     batch_size: int | None = None,
+    leaf_groups: int = 8,
 ) -> optax.GradientTransformationExtraArgs:
   r"""DeepZero: SGD on sparse coordinate-wise zeroth-order estimates (CGE).
 
@@ -252,6 +253,8 @@ def deepzero(
     regenerate_every: steps between re-draws of the subsets.
     rescale: divide by the density (unbiased estimate) instead of DeepZero's plain sparse one.
     batch_size: perturbed evaluations run at once (None: one after another).
+    leaf_groups: at most this many evaluation loops, over contiguous groups of leaves (more
+      compile longer; see :func:`coordinate_gradient`).
 
   Returns:
     ``chain(coordinate_gradient, [add_decayed_weights], [trace], scale_by_learning_rate)``;
@@ -273,7 +276,7 @@ def deepzero(
   return optax.chain(
       coordinate_gradient(
           key=key, mu=mu, density=density, regenerate_every=regenerate_every, rescale=rescale,
-          batch_size=batch_size,
+          batch_size=batch_size, leaf_groups=leaf_groups,
       ),
       *_tail(learning_rate, momentum, weight_decay),
   )
