@@ -2,7 +2,8 @@
 
 For every optimizer and problem: the learning rate is tuned on seed 0 over the registry's
 ``race_kwargs`` value times {1/3, 1, 3} (lowest mean of the last three recorded losses; a diverged
-run scores infinity), then the tuned rate runs on every seed. Reported: final loss (mean and
+run scores infinity), extended by further factors of 3 while the best rate is at an edge of the
+sweep (down to 1/27 and up to 27 times), then the tuned rate runs on every seed. Reported: final loss (mean and
 min-max over seeds), steps and wall time to the problem's target loss, and the median step time
 measured in the race itself (its ratio to Adam's is the "step cost").
 
@@ -23,6 +24,7 @@ import gradtx
 from benchmarks import race, race_problems
 
 SWEEP = (1 / 3, 1.0, 3.0)
+MAX_EXTENSION = 2  # further factors of 3 the sweep may add on the side where its best rate lies
 
 
 def _score(losses: np.ndarray) -> float:
@@ -40,18 +42,35 @@ def race_one(spec, problem, *, steps: int, seeds, bar, run: str) -> dict:
   runner = race.Runner(spec, problem, steps, problem.eval_every)
   base = runner.kwargs.get("learning_rate")
   sweepable = isinstance(base, (int, float)) and not isinstance(base, bool)
-  rates = [base * f for f in SWEEP] if sweepable else [None]
-  sweep = {}
-  for lr in rates:
+  factors = list(SWEEP) if sweepable else [None]
+  sweep, scores = {}, {}
+
+  def try_factor(f):
+    lr = None if f is None else base * f
     bar.set_postfix_str(f"{spec.name} lr={lr:.3g}" if lr is not None else spec.name)
-    sweep[lr] = runner.run(seeds[0], lr)
+    sweep[f] = runner.run(seeds[0], lr)
+    scores[f] = _score(sweep[f].losses)
     bar.update()
-  scores = {lr: _score(r.losses) for lr, r in sweep.items()}
-  best = min(rates, key=lambda lr: scores[lr])
+
+  for f in factors:
+    try_factor(f)
+  best = min(factors, key=lambda f: scores[f])
+  # A best rate at an edge of the sweep may not be the best rate: step outwards while it improves.
+  for _ in range(MAX_EXTENSION if sweepable else 0):
+    if not math.isfinite(scores[best]) or best not in (min(factors), max(factors)):
+      break
+    f = best / 3 if best == min(factors) else best * 3
+    bar.total = (bar.total or 0) + 1
+    try_factor(f)
+    factors = sorted([*factors, f])
+    if scores[f] >= scores[best]:
+      break
+    best = f
+  rates = [None if f is None else base * f for f in factors]
   runs = [sweep[best]]
   for seed in seeds[1:]:
     bar.set_postfix_str(f"{spec.name} seed {seed}")
-    runs.append(runner.run(seed, best))
+    runs.append(runner.run(seed, None if best is None else base * best))
     bar.update()
   curves = np.stack([r.losses for r in runs])
   finals = curves[:, -1]
@@ -61,9 +80,9 @@ def race_one(spec, problem, *, steps: int, seeds, bar, run: str) -> dict:
   return {
       "name": spec.name,
       "family": runner.family,
-      "learning_rate": best,
-      "factor": None if best is None else SWEEP[rates.index(best)],
-      "sweep": {("-" if lr is None else f"{lr:.4g}"): scores[lr] for lr in rates},
+      "learning_rate": None if best is None else base * best,
+      "factor": best,
+      "sweep": {("-" if lr is None else f"{lr:.4g}"): scores[f] for f, lr in zip(factors, rates)},
       "final_mean": float(np.mean(finals)),
       "final_min": float(np.min(finals)),
       "final_max": float(np.max(finals)),
@@ -91,7 +110,8 @@ def table(rows, failed, problem, *, steps: int, seeds) -> str:
       f"### Race: {problem.title}",
       "",
       f"{steps} steps, batch {problem.batch_size}, seeds {list(seeds)}; learning rate tuned on seed "
-      f"{seeds[0]} over race_kwargs x {{1/3, 1, 3}}; target {problem.eval_label} {problem.target}, "
+      f"{seeds[0]} over race_kwargs x {{1/3, 1, 3}}, extended by factors of 3 (to x1/27 or x27) while the best "
+      f"rate is at an edge; target {problem.eval_label} {problem.target}, "
       f"recorded every {problem.eval_every} steps. Time to target = steps to target x the median step "
       "time measured in the race (amortized loss recording included); step cost = that step time / "
       f"Adam's. DeepZero's density is capped at about {race.MAX_COORDINATE_EVALS} loss evaluations per "
@@ -223,7 +243,7 @@ def main(names, problems, *, steps, seeds, out: str, progress: bool, argv, merge
         error = f"{type(e).__name__}: {e}".splitlines()[0][:120].replace("|", "/")
         tqdm.write(f"{opt}: failed: {error}")
         failed.append((opt, spec.family, error))
-      bar.update(done + len(SWEEP) + len(seeds) - 1 - bar.n)
+      bar.update(max(0, done + len(SWEEP) + len(seeds) - 1 - bar.n))
     bar.close()
     if merge:
       kept, kept_failed = _previous(out, name, names)

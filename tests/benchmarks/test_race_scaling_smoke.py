@@ -4,9 +4,16 @@ Timings are never asserted; only that each run completes and writes its files wi
 """
 
 import json
+import math
 import os
+import types
 
-from benchmarks import race, race_problems, scaling
+import numpy as np
+import pytest
+from tqdm import tqdm
+
+import gradtx
+from benchmarks import race, race_full, race_problems, scaling
 from benchmarks.common import tree_size
 
 
@@ -29,9 +36,33 @@ def test_race_full_mode(tmp_path):
   assert "command `python -m benchmarks.race --full" in text and "jax" in text
   rows = json.loads((tmp_path / "race_mlp.json").read_text())["rows"]
   assert {r["name"] for r in rows} == {"adam", "mezo"}
-  assert all(len(r["sweep"]) == 3 and r["seeds"] == 2 for r in rows)
+  assert all(3 <= len(r["sweep"]) <= 3 + race_full.MAX_EXTENSION and r["seeds"] == 2 for r in rows)
   for name in ("race_mlp.png", "race_scatter.png"):
     assert os.path.getsize(tmp_path / name) > 0
+
+
+class _FakeRunner:
+  """A race runner whose final loss is |log3(lr / best_lr)|: the sweep alone decides the row."""
+
+  best_lr = 1.0
+
+  def __init__(self, spec, problem, steps, eval_every):
+    self.kwargs, self.family = {"learning_rate": 1.0}, spec.family
+
+  def run(self, seed, lr):
+    loss = abs(math.log(lr / self.best_lr, 3)) + (math.inf if lr > 100 else 0.0)
+    return types.SimpleNamespace(losses=np.full(4, loss), step_s=1e-3, metric=0.0, compile_s=0.0)
+
+
+@pytest.mark.parametrize("best_lr, factor, tried", [
+    (1.0, 1.0, 3), (1 / 9, 1 / 9, 5), (1 / 3, 1 / 3, 4), (100.0, 27.0, 5), (9.0, 9.0, 5),
+])
+def test_full_race_sweep_extends_past_an_edge_while_it_improves(monkeypatch, best_lr, factor, tried):
+  monkeypatch.setattr(race, "Runner", type("Runner", (_FakeRunner,), {"best_lr": best_lr}))
+  problem = types.SimpleNamespace(target=-1.0, eval_every=1)
+  row = race_full.race_one(gradtx.get_spec("adam"), problem, steps=4, seeds=[0, 1], bar=tqdm(disable=True), run="")
+  assert math.isclose(row["factor"], factor) and math.isclose(row["learning_rate"], factor)
+  assert len(row["sweep"]) == tried
 
 
 def test_problems_ship_offline():
