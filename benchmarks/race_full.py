@@ -25,6 +25,7 @@ from benchmarks import race, race_problems
 
 SWEEP = (1 / 3, 1.0, 3.0)
 MAX_EXTENSION = 2  # further factors of 3 the sweep may add on the side where its best rate lies
+SWEEP_RULE = "race_kwargs x {1/3, 1, 3}, extended by factors of 3 (to x1/27 or x27) while the best rate is at an edge"
 
 
 def _score(losses: np.ndarray) -> float:
@@ -102,7 +103,7 @@ def _fmt(x: float) -> str:
   return "nan" if not math.isfinite(x) else f"{x:.4f}" if abs(x) < 100 else f"{x:.3g}"
 
 
-def table(rows, failed, problem, *, steps: int, seeds) -> str:
+def table(rows, failed, problem, *, steps: int, seeds, sweep_rule: str = SWEEP_RULE) -> str:
   adam = next((r for r in rows if r["name"] == "adam"), None)
   ok = sorted(rows, key=lambda r: (r["reached"] == 0, r["seconds_to_target"] or 0.0,
                                    not math.isfinite(r["final_mean"]), r["final_mean"]))
@@ -110,8 +111,7 @@ def table(rows, failed, problem, *, steps: int, seeds) -> str:
       f"### Race: {problem.title}",
       "",
       f"{steps} steps, batch {problem.batch_size}, seeds {list(seeds)}; learning rate tuned on seed "
-      f"{seeds[0]} over race_kwargs x {{1/3, 1, 3}}, extended by factors of 3 (to x1/27 or x27) while the best "
-      f"rate is at an edge; target {problem.eval_label} {problem.target}, "
+      f"{seeds[0]} over {sweep_rule}; target {problem.eval_label} {problem.target}, "
       f"recorded every {problem.eval_every} steps. Time to target = steps to target x the median step "
       "time measured in the race (amortized loss recording included); step cost = that step time / "
       f"Adam's. DeepZero's density is capped at about {race.MAX_COORDINATE_EVALS} loss evaluations per "
@@ -129,11 +129,12 @@ def table(rows, failed, problem, *, steps: int, seeds) -> str:
     final = f"{_fmt(r['final_mean'])} ({_fmt(r['final_min'])}-{_fmt(r['final_max'])})"
     hit = r["steps_to_target"] is not None
     cost = f"{r['step_ms'] / adam['step_ms']:.2f}" if adam else "-"
+    metric = "-" if r.get("metric_mean") is None else f"{r['metric_mean']:.3f}"  # None: not recorded
     lines.append(
-        f"| {r['name']} | {r['family']} | {lr} | {final} | {r['metric_mean']:.3f} | {r['reached']}/{r['seeds']} "
+        f"| {r['name']} | {r['family']} | {lr} | {final} | {metric} | {r['reached']}/{r['seeds']} "
         f"| {r['steps_to_target']:.0f} | {r['seconds_to_target']:.2f} | {r['step_ms']:.2f} | {cost} |"
         if hit else
-        f"| {r['name']} | {r['family']} | {lr} | {final} | {r['metric_mean']:.3f} | 0/{r['seeds']} "
+        f"| {r['name']} | {r['family']} | {lr} | {final} | {metric} | 0/{r['seeds']} "
         f"| - | - | {r['step_ms']:.2f} | {cost} |"
     )
   for name, family, error in failed:
