@@ -12,7 +12,8 @@ Two modes:
   quick (``make demo``): one seed, the registry's ``race_kwargs``, one table and plot per problem
     (``race.md``/``race.png`` for the MLP, ``race_demo_<problem>.*`` for the others).
   ``--full`` (``make bench``): learning rate tuned per optimizer over ``race_kwargs``' value times
-    {1/3, 1, 3} (extended past an edge while it improves), then 3 seeds; final loss with its spread, steps and wall time to a target loss;
+    {1/3, 1, 3} (extended past an edge while it improves), then 3 seeds; final loss with its spread,
+    steps and wall time to a target loss;
     ``race_<problem>.md/png/json`` and ``race_scatter.png`` (see benchmarks/race_full.py).
 
 Usage:

@@ -206,7 +206,7 @@ def coordinate_gradient(
     # obj_fn is traced once per group: one loop per leaf made the program grow as leaves x
     # obj_fn (500 small leaves compiled for over 15 minutes); one loop for all leaves would
     # re-write every leaf per evaluation and hoist nothing.
-    estimates: dict[int, jax.Array] = {}
+    estimates = {}
     for group in np.array_split(np.arange(len(leaves)), min(leaf_groups, len(leaves))):
       estimates.update(_group_estimate(
           group.tolist(), leaves, treedef, selected, counts, obj_fn, f0, m, rescale, batch_size))
