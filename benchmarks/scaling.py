@@ -22,7 +22,7 @@ slope of time against size is the growth order: 1 for elementwise methods, more 
 roots or inverses dominate).
 
 Usage:
-  python -m benchmarks.scaling [--quick] [--max-params 3e7] [--optimizers adam,muon]
+  python -m benchmarks.scaling [--quick] [--max-params 1e8] [--optimizers adam,muon]
 """
 
 import argparse
@@ -200,11 +200,11 @@ def plot(results, path: str) -> None:
 def main(argv: Any = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES}, 2 rounds")
-  parser.add_argument("--max-params", type=float, default=3e7, help="largest size (default 3e7; up to 1e8)")
+  parser.add_argument("--max-params", type=float, default=1e8, help="largest size (default and most 1e8)")
   parser.add_argument("--optimizers", default=",".join(ENTRIES))
   parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5; 2 with --quick)")
   parser.add_argument("--steps-per-round", type=int, default=10)
-  parser.add_argument("--max-step-seconds", type=float, default=2.0,
+  parser.add_argument("--max-step-seconds", type=float, default=1.0,
                       help="entries slower than this at one size are not timed at larger sizes")
   parser.add_argument("--out", default=RESULTS_DIR)
   parser.add_argument("--no-progress", action="store_true")
