@@ -361,6 +361,12 @@ def test_coordinate_estimate_runs_one_loop_per_leaf_group(num_leaves, leaf_group
   assert sum(e.primitive.name in ("scan", "while") for e in eqns) == loops
 
 
+def test_coordinate_estimate_of_an_empty_tree_is_empty():
+  tx = coordinate_gradient(key=0)
+  out, _ = tx.update(None, tx.init({}), {}, obj_fn=lambda p: jnp.zeros(()))
+  assert out == {}
+
+
 def test_bfloat16_params_give_bfloat16_estimates():
   params = {"w": jnp.ones((3, 2), jnp.bfloat16), "b": jnp.zeros((2,), jnp.bfloat16)}
   loss = lambda p: jnp.sum(p["w"].astype(jnp.float32) ** 2) + jnp.sum(p["b"].astype(jnp.float32))

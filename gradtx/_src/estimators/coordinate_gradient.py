@@ -45,16 +45,16 @@ class _Segment(NamedTuple):
   size: int
 
 
-def _segments(leaves, group: list[int]) -> list[_Segment]:
+def _segments(leaves, sizes: dict[int, int]) -> list[_Segment]:
   by_dtype: dict[Any, list[int]] = {}
-  for i in group:
+  for i in sizes:
     by_dtype.setdefault(jnp.result_type(leaves[i]), []).append(i)
   segments, start = [], 0
   for members in by_dtype.values():
-    sizes = [int(np.prod(jnp.shape(leaves[i]))) for i in members]
-    offsets = np.cumsum([0] + sizes[:-1]).tolist()
-    segments.append(_Segment(members, offsets, start, sum(sizes)))
-    start += sum(sizes)
+    lengths = [sizes[i] for i in members]
+    offsets = np.cumsum([0] + lengths[:-1]).tolist()
+    segments.append(_Segment(members, offsets, start, sum(lengths)))
+    start += sum(lengths)
   return segments
 
 
@@ -65,7 +65,7 @@ def _group_estimate(group, leaves, treedef, selected, counts, obj_fn, f0, m, res
   so XLA can hoist work that depends on them alone out of the loop.
   """
   sizes = {i: int(np.prod(jnp.shape(leaves[i]))) for i in group}
-  segments = _segments(leaves, group)
+  segments = _segments(leaves, sizes)
   flats = [jnp.concatenate([jnp.ravel(leaves[i]) for i in seg.members]) for seg in segments]
 
   def value_at(j):
@@ -207,7 +207,7 @@ def coordinate_gradient(
     # obj_fn (500 small leaves compiled for over 15 minutes); one loop for all leaves would
     # re-write every leaf per evaluation and hoist nothing.
     estimates = {}
-    for group in np.array_split(np.arange(len(leaves)), min(leaf_groups, len(leaves))):
+    for group in np.array_split(np.arange(len(leaves)), min(leaf_groups, len(leaves))) if leaves else []:
       estimates.update(_group_estimate(
           group.tolist(), leaves, treedef, selected, counts, obj_fn, f0, m, rescale, batch_size))
     out = [estimates[i] for i in range(len(leaves))]
