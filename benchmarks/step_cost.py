@@ -10,6 +10,7 @@ Usage: python -m benchmarks.step_cost [--quick] [--optimizers adam,lion] [--roun
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -112,17 +113,37 @@ def measure(names, trees, rounds, progress=True, on_family=None):
   return rows
 
 
-def table(rows, command) -> str:
+def merged(old: list[dict], new: list[dict]) -> list[dict]:
+  """``old`` with each (tree, optimizer) row that ``new`` re-measured replaced in place; new ones appended."""
+  fresh = {(r["case"], r["name"]): r for r in new}
+  out = [fresh.pop((r["case"], r["name"]), r) for r in old]
+  return out + [r for r in new if (r["case"], r["name"]) in fresh]
+
+
+def _run_lines(rows) -> list[str]:
+  """The runs that measured the table's rows; in a merged table, which rows each later run re-measured."""
+  runs = list(dict.fromkeys(r["run"] for r in rows))
+  if len(runs) == 1:
+    return [f"Run {runs[0]}."]
+  lines = [f"Run 1 (the other rows): {runs[0]}."]
+  for i, run in enumerate(runs[1:], 2):
+    names = ", ".join(sorted({r["name"] for r in rows if r["run"] == run}))
+    lines.append(f"Run {i} ({names}): {run}.")
+  return lines
+
+
+def table(rows) -> str:
   device = jax.devices()[0]
   lines = [
       "### Step cost of every optimizer",
       "",
-      f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, {device.platform} ({device.device_kind}), "
-      f"jax {jax.__version__}, optax {optax.__version__}; command: `{command}`. Ratios of median step time "
-      "measured side by side (lower is faster); state bytes per parameter; compile time as a ratio to optax.adam's. "
-      "Each entry runs with its registry race_kwargs, except "
+      f"{os.cpu_count()} cores, {device.platform} ({device.device_kind}), jax {jax.__version__}, optax "
+      f"{optax.__version__}. Ratios of median step time measured side by side (lower is faster); state bytes per "
+      "parameter; compile time as a ratio to optax.adam's. Each entry runs with its registry race_kwargs, except "
       + ", ".join(f"{k} with {v}" for k, v in STEP_COST_KWARGS.items())
       + " (one coordinate per leaf; the family column gives the loss evaluations per step).",
+      "",
+      *_run_lines(rows),
       "",
       "| tree | optimizer | family | ms/step | vs gradtx.adam | vs optax.adam | vs optax's own | state B/param "
       "| compile vs optax.adam |",
@@ -149,6 +170,8 @@ def main(argv=None):
   parser.add_argument("--trees", choices=("both", "transformer", "small"), default="both",
                       help="which trees: the transformer-like one, the 500 small leaves, or both")
   parser.add_argument("--out", default=RESULTS_DIR)
+  parser.add_argument("--merge", action="store_true",
+                      help="keep the other rows of the existing step_cost.json, replacing re-measured ones")
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
   names = [n for n in args.optimizers.split(",") if n] or gradtx.list_optimizers()
@@ -163,16 +186,24 @@ def main(argv=None):
       trees["500 small leaves"] = many_small_leaves(500)
     rounds = args.rounds
   command = "python -m benchmarks.step_cost " + " ".join(argv if argv is not None else sys.argv[1:])
+  run = f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}: `{command}`"
   os.makedirs(args.out, exist_ok=True)
   path = os.path.join(args.out, "step_cost.md")
+  kept = []
+  if args.merge and os.path.exists(path[:-3] + ".json"):
+    with open(path[:-3] + ".json") as f:
+      kept = json.load(f)["rows"]
 
   def save(rows):  # after every family, so an interrupted run keeps what it measured
+    rows = merged(kept, [dict(r, run=run) for r in rows])
     with open(path, "w") as f:
-      f.write(table(rows, command))
+      f.write(table(rows))
+    with open(path[:-3] + ".json", "w") as f:
+      json.dump({"rows": rows}, f, indent=0)
+    return rows
 
-  rows = measure(names, trees, rounds, progress=not args.no_progress, on_family=save)
-  save(rows)
-  print(table(rows, command))
+  rows = save(measure(names, trees, rounds, progress=not args.no_progress, on_family=save))
+  print(table(rows))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Timings are never asserted; only that each benchmark completes and reports every candidate.
 """
 
+import json
 import os
 
 from benchmarks import race, step_cost, step_overhead
@@ -20,6 +21,14 @@ def test_step_cost_quick(tmp_path):
   step_cost.main(["--quick", "--optimizers", "adam,sgd", "--out", str(tmp_path), "--no-progress"])
   text = (tmp_path / "step_cost.md").read_text()
   assert text.count("| adam |") == 2 and "failed" not in text
+  # --merge re-measures sgd and keeps adam's rows, naming the run each row came from.
+  step_cost.main(["--quick", "--optimizers", "sgd", "--out", str(tmp_path), "--no-progress", "--merge"])
+  merged = (tmp_path / "step_cost.md").read_text()
+  assert merged.count("| adam |") == 2 and merged.count("| sgd |") == 2
+  assert "Run 1 (the other rows)" in merged and "Run 2 (sgd)" in merged
+  rows = json.loads((tmp_path / "step_cost.json").read_text())["rows"]
+  assert [(r["case"], r["name"]) for r in rows] == [(c, n) for c in ("transformer-like", "50 small leaves")
+                                                    for n in ("adam", "sgd")]
 
 
 def test_race_quick(tmp_path):
