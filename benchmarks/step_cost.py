@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +21,10 @@ import optax.contrib
 from tqdm import tqdm
 
 import gradtx
+from benchmarks import race
 from benchmarks.common import (
   RESULTS_DIR,
+  machine,
   many_small_leaves,
   state_bytes,
   time_interleaved,
@@ -90,9 +91,7 @@ def measure(names, trees, rounds, progress=True, on_family=None):
       t = time_interleaved(candidates, tree, grads, rounds=rounds, steps_per_round=2, record_errors=True)
       base, ref = t["gradtx.adam"], t["optax.adam"]
       for name in members:
-        evals = gradtx.estimators.function_evals_per_step(candidates[name].init(tree))
-        label = family if evals is None else f"{family} (ZO, {evals} evals/step)"
-        row = {"case": case, "name": name, "family": label}
+        row = {"case": case, "name": name, "family": race.family_label(spec, kwargs, tree)}
         if t[name].error:
           row["error"] = t[name].error
         else:
@@ -133,13 +132,11 @@ def _run_lines(rows) -> list[str]:
 
 
 def table(rows) -> str:
-  device = jax.devices()[0]
   lines = [
       "### Step cost of every optimizer",
       "",
-      f"{os.cpu_count()} cores, {device.platform} ({device.device_kind}), jax {jax.__version__}, optax "
-      f"{optax.__version__}. Ratios of median step time measured side by side (lower is faster); state bytes per "
-      "parameter; compile time as a ratio to optax.adam's. Each entry runs with its registry race_kwargs, except "
+      "Ratios of median step time measured side by side (lower is faster); state bytes per parameter; compile "
+      "time as a ratio to optax.adam's. Each entry runs with its registry race_kwargs, except "
       + ", ".join(f"{k} with {v}" for k, v in STEP_COST_KWARGS.items())
       + " (one coordinate per leaf; the family column gives the loss evaluations per step).",
       "",
@@ -186,7 +183,7 @@ def main(argv=None):
       trees["500 small leaves"] = many_small_leaves(500)
     rounds = args.rounds
   command = "python -m benchmarks.step_cost " + " ".join(argv if argv is not None else sys.argv[1:])
-  run = f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}: `{command}`"
+  run = f"{machine()}; command `{command}`"
   os.makedirs(args.out, exist_ok=True)
   path = os.path.join(args.out, "step_cost.md")
   kept = []
