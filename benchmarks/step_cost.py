@@ -64,6 +64,10 @@ def state_bytes_per_param(tx, params) -> float:
   return state_bytes(tx, params) / tree_size(params)
 
 
+def _kwargs(name: str) -> dict:
+  return {**gradtx.get_spec(name).race_kwargs, **STEP_COST_KWARGS.get(name, {})}
+
+
 def measure(names, trees, rounds, progress=True, on_family=None):
   """Rows of the table: each family's entries timed side by side with the two Adam baselines.
 
@@ -84,14 +88,14 @@ def measure(names, trees, rounds, progress=True, on_family=None):
       candidates = {"gradtx.adam": gradtx.adam(1e-3), "optax.adam": optax.adam(1e-3)}
       for name in members:
         spec = gradtx.get_spec(name)
-        kwargs = {**spec.race_kwargs, **STEP_COST_KWARGS.get(name, {})}
-        candidates[name] = with_extra_inputs(spec, spec.factory(**kwargs), logits_fn=_logits)
+        candidates[name] = with_extra_inputs(spec, spec.factory(**_kwargs(name)), logits_fn=_logits)
         if name in OPTAX_EQUIVALENTS:
           candidates[f"optax.{name}"] = OPTAX_EQUIVALENTS[name](spec.race_kwargs)
       t = time_interleaved(candidates, tree, grads, rounds=rounds, steps_per_round=2, record_errors=True)
       base, ref = t["gradtx.adam"], t["optax.adam"]
       for name in members:
-        row = {"case": case, "name": name, "family": race.family_label(spec, kwargs, tree)}
+        spec = gradtx.get_spec(name)
+        row = {"case": case, "name": name, "family": race.family_label(spec, _kwargs(name), tree)}
         if t[name].error:
           row["error"] = t[name].error
         else:

@@ -31,6 +31,15 @@ def test_step_cost_quick(tmp_path):
                                                     for n in ("adam", "sgd")]
 
 
+def test_step_cost_labels_each_estimator_with_its_own_evaluations():
+  # Two entries of one family: each row's label must come from its own spec and kwargs.
+  rows = step_cost.measure(["mezo", "forward_gradient_sgd"], {"tiny": step_cost.many_small_leaves(5)}, rounds=1,
+                           progress=False)
+  labels = {row["name"]: row["family"] for row in rows}
+  assert labels == {"mezo": "estimators (ZO, 2 evals/step)",
+                    "forward_gradient_sgd": "estimators (ZO, 1 evals/step)"}
+
+
 def test_race_quick(tmp_path):
   race.main(["--optimizers", "adam,sgd", "--steps", "20", "--out", str(tmp_path), "--no-progress"])
   text = (tmp_path / "race.md").read_text()
