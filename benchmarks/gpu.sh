@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The benchmark suite on a GPU machine, in one prepared run of under 10 minutes.
 #
-#   bash benchmarks/gpu.sh [OUT_DIR]       # default: benchmarks/results/gpu
+#   bash benchmarks/gpu.sh [OUT_DIR [STAGE[=SECONDS]...]]   # default: benchmarks/results/gpu, DEFAULT_STAGES
+#
+# A second run can pick up what the first had no time for, with more time, e.g.
+#   bash benchmarks/gpu.sh benchmarks/results/gpu step_cost_curvature step_cost_small clip_noise=200
+# The step-cost stages merge into OUT_DIR/step_cost.json, so rows from both runs end up in one table.
 #
 # Needs a Python with jax (CUDA), optax, numpy, matplotlib and tqdm; gradtx itself is imported
 # from this checkout (PYTHONPATH), so nothing is installed. Set PYTHON to choose the interpreter.
@@ -22,7 +26,7 @@ export GRADTX_RESULTS_DIR="$out" PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PY
   date -u '+%Y-%m-%d %H:%M UTC'
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
   "$py" -c 'import jax, optax; print("jax", jax.__version__, "optax", optax.__version__, jax.devices())'
-} 2>&1 | tee "$log"
+} 2>&1 | if [ $# -gt 1 ]; then tee -a "$log"; else tee "$log"; fi  # a follow-up run appends
 
 failed=()
 stage() {  # stage SECONDS MODULE [ARGS...]
@@ -37,12 +41,28 @@ stage() {  # stage SECONDS MODULE [ARGS...]
   [ "$rc" -eq 0 ] || failed+=("$module")
 }
 
-stage 60 step_overhead
-stage 90 curvature
-stage 60 geometry --full
-stage 100 kronecker --total-params 4000000 --rounds 5
-stage 90 clip_noise --params 2000000
-stage 150 step_cost --rounds 3 --no-progress
+run_stage() {  # run_stage NAME [SECONDS]: the named stage, with its default limit unless one is given
+  local name=$1 limit=${2:-}
+  case $name in
+    step_overhead) stage "${limit:-60}" step_overhead ;;
+    curvature) stage "${limit:-90}" curvature ;;
+    geometry) stage "${limit:-60}" geometry --full ;;
+    kronecker) stage "${limit:-100}" kronecker --total-params 4000000 --rounds 5 ;;
+    clip_noise) stage "${limit:-90}" clip_noise --params 2000000 ;;
+    # Every entry, curvature last (its Kronecker entries compile slowest on 15 M parameters).
+    step_cost) stage "${limit:-150}" step_cost --rounds 3 --no-progress --merge ;;
+    step_cost_curvature) stage "${limit:-300}" step_cost --rounds 3 --no-progress --merge --families curvature --trees transformer ;;
+    step_cost_small) stage "${limit:-240}" step_cost --rounds 3 --no-progress --merge --trees small ;;
+    *) echo "unknown stage '$name'; stages: $DEFAULT_STAGES step_cost_curvature step_cost_small" | tee -a "$log"
+       failed+=("$name") ;;
+  esac
+}
+
+DEFAULT_STAGES="step_overhead curvature geometry kronecker clip_noise step_cost"
+shift $(( $# > 0 ? 1 : 0 ))
+for spec in ${@:-$DEFAULT_STAGES}; do
+  if [[ $spec == *=* ]]; then run_stage "${spec%%=*}" "${spec#*=}"; else run_stage "$spec"; fi
+done
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "failed or cut off: ${failed[*]}" | tee -a "$log"

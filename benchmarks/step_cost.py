@@ -6,7 +6,8 @@ tree and on 500 small leaves; optimizer-state bytes per parameter; compile time 
 Extra inputs (loss, gradient function, ...) are built from a quadratic loss on the tree, so their
 cost is part of the step. Writes benchmarks/results/step_cost.md.
 
-Usage: python -m benchmarks.step_cost [--quick] [--optimizers adam,lion] [--rounds 7] [--out DIR]
+Usage: python -m benchmarks.step_cost [--quick] [--optimizers adam,lion] [--families curvature]
+                                      [--trees both] [--rounds 7] [--merge] [--out DIR]
 """
 
 import argparse
@@ -166,6 +167,8 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--quick", action="store_true", help="small trees and few rounds (a smoke run)")
   parser.add_argument("--optimizers", default="", help="comma-separated names (default: all)")
+  parser.add_argument("--families", default="",
+                      help="comma-separated families to keep, e.g. curvature (default: all)")
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--params", type=int, default=15_000_000, help="size of the transformer-like tree")
   parser.add_argument("--trees", choices=("both", "transformer", "small"), default="both",
@@ -176,6 +179,12 @@ def main(argv=None):
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
   names = [n for n in args.optimizers.split(",") if n] or gradtx.list_optimizers()
+  families = {f for f in args.families.split(",") if f}
+  known = {gradtx.get_spec(n).family for n in gradtx.list_optimizers()}
+  if families - known:
+    parser.error(f"--families: unknown {sorted(families - known)}; known: {sorted(known)}")
+  if families:
+    names = [n for n in names if gradtx.get_spec(n).family in families]
   if args.quick:
     trees = {"transformer-like": transformer_like_tree(200_000, layers=2), "50 small leaves": many_small_leaves(50)}
     rounds = 2

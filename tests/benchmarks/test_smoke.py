@@ -5,6 +5,9 @@ Timings are never asserted; only that each benchmark completes and reports every
 
 import json
 import os
+import subprocess
+
+import pytest
 
 from benchmarks import race, step_cost, step_overhead
 
@@ -31,6 +34,15 @@ def test_step_cost_quick(tmp_path):
                                                     for n in ("adam", "sgd")]
 
 
+def test_step_cost_families_keeps_only_those_families(tmp_path):
+  step_cost.main(["--quick", "--optimizers", "sign_sgd,sgd", "--families", "geometry",
+                  "--out", str(tmp_path), "--no-progress"])
+  text = (tmp_path / "step_cost.md").read_text()
+  assert "| sign_sgd |" in text and "| sgd |" not in text
+  with pytest.raises(SystemExit):
+    step_cost.main(["--quick", "--families", "no_such_family", "--out", str(tmp_path)])
+
+
 def test_step_cost_labels_each_estimator_with_its_own_evaluations():
   # Two entries of one family: each row's label must come from its own spec and kwargs.
   rows = step_cost.measure(["mezo", "forward_gradient_sgd"], {"tiny": step_cost.many_small_leaves(5)}, rounds=1,
@@ -45,3 +57,28 @@ def test_race_quick(tmp_path):
   text = (tmp_path / "race.md").read_text()
   assert "| adam | moments |" in text and "| sgd | moments |" in text
   assert os.path.getsize(tmp_path / "race.png") > 0
+
+
+def test_gpu_script_runs_the_named_stages(tmp_path):
+  # A stand-in interpreter echoes each command, so the stage dispatch is checked without a GPU.
+  fake = tmp_path / "python"
+  fake.write_text('#!/bin/sh\necho "ran $*"\n')
+  fake.chmod(0o755)
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  out = tmp_path / "gpu"
+  env = {**os.environ, "PYTHON": str(fake)}
+  done = subprocess.run(["bash", os.path.join(root, "benchmarks", "gpu.sh"), str(out), "step_cost_curvature",
+                         "clip_noise=200", "no_such_stage"], env=env, capture_output=True, text=True)
+  assert done.returncode == 1
+  ran = [line for line in done.stdout.splitlines() if line.startswith("ran -m")]
+  assert ran == [
+      "ran -m benchmarks.step_cost --rounds 3 --no-progress --merge --families curvature --trees transformer",
+      "ran -m benchmarks.clip_noise --params 2000000",
+  ]
+  assert "(limit 200s)" in done.stdout and "failed or cut off: no_such_stage" in done.stdout
+  default = subprocess.run(["bash", os.path.join(root, "benchmarks", "gpu.sh"), str(out)], env=env,
+                           capture_output=True, text=True)
+  assert default.returncode == 0
+  assert [line.split()[2] for line in default.stdout.splitlines() if line.startswith("ran -m")] == [
+      "benchmarks.step_overhead", "benchmarks.curvature", "benchmarks.geometry", "benchmarks.kronecker",
+      "benchmarks.clip_noise", "benchmarks.step_cost"]
