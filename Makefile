@@ -45,7 +45,7 @@ test-docs: $(STAMP)
 
 # Every benchmark, then the README's tables. Each prints ratios measured side by side in one run.
 # The tuned race (3 seeds, learning rates swept) runs on all three problems after them.
-BENCHMARKS := step_overhead step_cost clip_noise curvature kronecker geometry estimators privacy scaling
+BENCHMARKS := step_overhead step_cost cpu_allocator clip_noise curvature kronecker geometry estimators privacy scaling
 
 bench: $(STAMP)
 	@for b in $(BENCHMARKS); do \

@@ -159,10 +159,25 @@ class Timing:
   seconds: list[float]
   compile_seconds: float = float("nan")
   error: str | None = None
+  faults: list[float] = dataclasses.field(default_factory=list)  # minor page faults per step, per round
 
   @property
   def median(self) -> float:
     return statistics.median(self.seconds) if self.seconds else float("nan")
+
+  @property
+  def faults_per_step(self) -> float:
+    """Median minor page faults of the process per step: pages of fresh memory it touched."""
+    return statistics.median(self.faults) if self.faults else float("nan")
+
+
+def minor_faults() -> int:
+  """Minor page faults of this process so far (0 where ``resource`` is unavailable)."""
+  try:
+    import resource
+  except ImportError:
+    return 0
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def paired_ratio(times: Sequence[float], base: Sequence[float]) -> float:
@@ -183,8 +198,10 @@ def time_interleaved(
   """Median seconds per step of each candidate, timed in interleaved rounds.
 
   Each step is compiled ahead of time (its compile time is kept in ``Timing.compile_seconds``) and
-  warmed up once. With ``record_errors``, a candidate that fails to build, compile or step is
-  dropped with its error in ``Timing.error`` instead of aborting the others.
+  warmed up once. Each round also records the process's minor page faults per step
+  (``Timing.faults_per_step``): pages the step touched fresh, e.g. temporaries that the allocator
+  returned to the OS after the previous step. With ``record_errors``, a candidate that fails to
+  build, compile or step is dropped with its error in ``Timing.error`` instead of aborting the others.
   """
   runs, timings = {}, {name: Timing(name, []) for name in candidates}
   for name, tx in candidates.items():
@@ -206,11 +223,12 @@ def time_interleaved(
   for _ in range(rounds):
     for name, run in runs.items():
       step, p, s = run
-      start = time.perf_counter()
+      faults, start = minor_faults(), time.perf_counter()
       for _ in range(steps_per_round):
         p, s = step(p, s, grads)
       jax.block_until_ready((p, s))
       timings[name].seconds.append((time.perf_counter() - start) / steps_per_round)
+      timings[name].faults.append((minor_faults() - faults) / steps_per_round)
       run[1], run[2] = p, s
   return timings
 

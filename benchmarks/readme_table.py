@@ -30,6 +30,7 @@ SECTIONS = {
     "scaling": "scaling.md",
     "step_overhead": "step_overhead.md",
     "step_cost": "step_cost.md",
+    "cpu_allocator": "cpu_allocator.md",
     "clip_noise": "clip_noise.md",
     "curvature": "curvature.md",
     "kronecker": "kronecker.md",

@@ -7,9 +7,11 @@ import json
 import os
 import subprocess
 
+import jax.numpy as jnp
+import optax
 import pytest
 
-from benchmarks import race, step_cost, step_overhead
+from benchmarks import common, cpu_allocator, race, step_cost, step_overhead
 
 
 def test_step_overhead_quick(tmp_path):
@@ -82,3 +84,23 @@ def test_gpu_script_runs_the_named_stages(tmp_path):
   assert [line.split()[2] for line in default.stdout.splitlines() if line.startswith("ran -m")] == [
       "benchmarks.step_overhead", "benchmarks.curvature", "benchmarks.geometry", "benchmarks.kronecker",
       "benchmarks.clip_noise", "benchmarks.step_cost"]
+
+
+def test_cpu_allocator_quick(tmp_path):
+  # Three child processes, one per malloc setting, each timing its candidates beside gradtx.adam.
+  cpu_allocator.main(["--quick", "--optimizers", "lion,add_annealed_noise+adam", "--out", str(tmp_path),
+                      "--no-progress"])
+  text = (tmp_path / "cpu_allocator.md").read_text()
+  assert "| gradtx.adam | moments | 1.00 |" in text
+  assert all(f"{s}: x adam" in text for s in cpu_allocator.SETTINGS)
+  results = json.loads((tmp_path / "cpu_allocator.json").read_text())["results"]
+  for setting in cpu_allocator.SETTINGS:
+    assert set(results[setting]) == {"gradtx.adam", "lion", "add_annealed_noise+adam"}
+    assert all(r["faults"] >= 0.0 for r in results[setting].values())
+  assert os.path.getsize(tmp_path / "cpu_allocator.png") > 0
+
+
+def test_time_interleaved_counts_page_faults_per_round():
+  tree = {"w": jnp.ones((64, 64))}
+  t = common.time_interleaved({"adam": optax.adam(1e-3)}, tree, tree, rounds=3, steps_per_round=2)["adam"]
+  assert len(t.faults) == len(t.seconds) == 3 and t.faults_per_step >= 0.0
