@@ -105,6 +105,7 @@ BENCHMARK_TITLES = {
     "race_mlp": "Tuned race: digits MLP",
     "race_cnn": "Tuned race: digits CNN",
     "race_transformer": "Tuned race: character-level transformer",
+    "cpu_allocator": "CPU step cost and the C allocator",
     "race_demo_cnn": "Quick race: digits CNN",
     "race_demo_transformer": "Quick race: character-level transformer",
     "scaling": "Scaling with parameter count",
