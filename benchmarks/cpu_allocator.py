@@ -37,6 +37,7 @@ import optax
 from tqdm import tqdm
 
 import gradtx
+from benchmarks import step_cost
 from benchmarks.common import (
   RESULTS_DIR,
   command,
@@ -44,7 +45,6 @@ from benchmarks.common import (
   paired_ratio,
   time_interleaved,
   transformer_like_tree,
-  with_extra_inputs,
 )
 from gradtx import noise as gn
 
@@ -61,18 +61,13 @@ BASELINE = "gradtx.adam"
 FAULT_FLOOR = 100  # rows with fewer page faults per step in every setting are only listed
 
 
-def _logits(params):
-  return jnp.concatenate([x.reshape(-1, 8) for x in jax.tree.leaves(params)])
-
-
 def candidates(names):
   out = {BASELINE: gradtx.adam(1e-3)}
   for name in names:
     if name == NOISE_CHAIN:
       out[name] = optax.chain(gn.add_annealed_noise(0.01, key=0), gradtx.adam(1e-3))
       continue
-    spec = gradtx.get_spec(name)
-    out[name] = with_extra_inputs(spec, spec.factory(**spec.race_kwargs), logits_fn=_logits)
+    out[name] = step_cost.build(name)
   return out
 
 
@@ -109,12 +104,17 @@ def family(name):
   return {NOISE_CHAIN: "noise", BASELINE: "moments"}.get(name) or gradtx.get_spec(name).family
 
 
+def faulting(results):
+  """The baseline and every candidate that page-faults at least FAULT_FLOOR times a step in some setting."""
+  return [
+      name for name in next(iter(results.values()))
+      if name == BASELINE or any(rows[name].get("faults", 0.0) >= FAULT_FLOOR for rows in results.values())
+  ]
+
+
 def table(results, params_count, run):
   settings = list(results)
-  shown = [
-      name for name in results[settings[0]]
-      if name == BASELINE or any(results[s][name].get("faults", 0.0) >= FAULT_FLOOR for s in settings)
-  ]
+  shown = faulting(results)
   quiet = [n for n in results[settings[0]] if n not in shown and "error" not in results[settings[0]][n]]
   shown.sort(key=lambda n: (n != BASELINE, -results[settings[0]][n].get("faults", 0.0), n))
   lines = [
@@ -156,9 +156,7 @@ def plot(results, path):
   import matplotlib.pyplot as plt
 
   settings = list(results)
-  names = [n for n in results[settings[0]]
-           if n == BASELINE or any(results[s][n].get("faults", 0.0) >= FAULT_FLOOR for s in settings)]
-  names.sort(key=lambda n: results[settings[0]][n].get("vs_adam", 0.0))
+  names = sorted(faulting(results), key=lambda n: results[settings[0]][n].get("vs_adam", 0.0))
   fig, ax = plt.subplots(figsize=(8, 0.35 * len(names) + 1.5))
   y = np.arange(len(names))
   height = 0.8 / len(settings)

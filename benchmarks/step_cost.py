@@ -69,6 +69,12 @@ def _kwargs(name: str) -> dict:
   return {**gradtx.get_spec(name).race_kwargs, **STEP_COST_KWARGS.get(name, {})}
 
 
+def build(name: str) -> optax.GradientTransformationExtraArgs:
+  """Registry entry ``name`` with its step-cost settings, its extra inputs built from the quadratic loss."""
+  spec = gradtx.get_spec(name)
+  return with_extra_inputs(spec, spec.factory(**_kwargs(name)), logits_fn=_logits)
+
+
 def measure(names, trees, rounds, progress=True, on_family=None):
   """Rows of the table: each family's entries timed side by side with the two Adam baselines.
 
@@ -88,10 +94,9 @@ def measure(names, trees, rounds, progress=True, on_family=None):
       bar.set_postfix_str(f"{case}: {family}")
       candidates = {"gradtx.adam": gradtx.adam(1e-3), "optax.adam": optax.adam(1e-3)}
       for name in members:
-        spec = gradtx.get_spec(name)
-        candidates[name] = with_extra_inputs(spec, spec.factory(**_kwargs(name)), logits_fn=_logits)
+        candidates[name] = build(name)
         if name in OPTAX_EQUIVALENTS:
-          candidates[f"optax.{name}"] = OPTAX_EQUIVALENTS[name](spec.race_kwargs)
+          candidates[f"optax.{name}"] = OPTAX_EQUIVALENTS[name](gradtx.get_spec(name).race_kwargs)
       t = time_interleaved(candidates, tree, grads, rounds=rounds, steps_per_round=2, record_errors=True)
       base, ref = t["gradtx.adam"], t["optax.adam"]
       for name in members:
