@@ -71,9 +71,9 @@ def candidates(names):
   return out
 
 
-def child(names, params_count, rounds):
+def child(names, params_count, layers, rounds):
   """Time the candidates in this process's malloc setting; one JSON object on the last line."""
-  tree = transformer_like_tree(params_count)
+  tree = transformer_like_tree(params_count, layers=layers)
   rng = np.random.default_rng(1)
   grads = jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(x.shape, np.float32)), tree)
   t = time_interleaved(candidates(names), tree, grads, rounds=rounds, steps_per_round=2, record_errors=True)
@@ -89,10 +89,10 @@ def child(names, params_count, rounds):
   print(json.dumps(result))
 
 
-def run_setting(setting, names, params_count, rounds):
+def run_setting(setting, names, params_count, layers, rounds):
   env = {**os.environ, **SETTINGS[setting]}
   argv = [sys.executable, "-m", "benchmarks.cpu_allocator", "--child", "--params", str(params_count),
-          "--rounds", str(rounds), "--optimizers", ",".join(names)]
+          "--layers", str(layers), "--rounds", str(rounds), "--optimizers", ",".join(names)]
   done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
   lines = done.stdout.strip().splitlines()
   if done.returncode != 0 or not lines:
@@ -178,6 +178,7 @@ def main(argv=None):
   parser.add_argument("--quick", action="store_true", help="a small tree, two entries, two rounds")
   parser.add_argument("--optimizers", default="", help="comma-separated registry names (and the noise chain)")
   parser.add_argument("--params", type=int, default=15_000_000)
+  parser.add_argument("--layers", type=int, default=12, help="blocks of the transformer-like tree")
   parser.add_argument("--rounds", type=int, default=5)
   parser.add_argument("--out", default=RESULTS_DIR)
   parser.add_argument("--no-progress", action="store_true")
@@ -185,18 +186,19 @@ def main(argv=None):
   args = parser.parse_args(argv)
   names = [n for n in args.optimizers.split(",") if n]
   if args.quick:
-    names, args.params, args.rounds = names or ["lion", "sgd"], 200_000, 2
+    # One block: a dozen leaves keep the three processes' compiles short.
+    names, args.params, args.layers, args.rounds = names or ["lion", "sgd"], 50_000, 1, 2
   names = names or [n for n in gradtx.list_optimizers() if gradtx.get_spec(n).family in FAMILIES] + [NOISE_CHAIN]
   for name in names:
     if name != NOISE_CHAIN and name not in gradtx.list_optimizers():
       parser.error(f"--optimizers: unknown {name!r}")
   if args.child:
-    child(names, args.params, args.rounds)
+    child(names, args.params, args.layers, args.rounds)
     return
   run = f"{machine()}; command `{command()}`"
   results = {}
   for setting in tqdm(SETTINGS, desc="malloc settings", disable=args.no_progress):
-    results[setting] = run_setting(setting, names, args.params, args.rounds)
+    results[setting] = run_setting(setting, names, args.params, args.layers, args.rounds)
   os.makedirs(args.out, exist_ok=True)
   text = table(results, args.params, run)
   with open(os.path.join(args.out, "cpu_allocator.md"), "w") as f:
