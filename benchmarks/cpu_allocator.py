@@ -19,7 +19,7 @@ is the median of the per-round ratios) and the process's minor page faults are c
   mmap, one arena, freed memory kept, so temporaries reuse the same pages every step. All
   threads then share one arena's lock, which the table shows as Adam's own time.
 
-Writes benchmarks/results/cpu_allocator.md and .png.
+Writes benchmarks/results/cpu_allocator.md, .json (the numbers) and .png.
 
 Usage: python -m benchmarks.cpu_allocator [--quick] [--optimizers lion,mars] [--params 15000000]
 """
@@ -105,10 +105,12 @@ def family(name):
 
 
 def faulting(results):
-  """The baseline and every candidate that page-faults at least FAULT_FLOOR times a step in some setting."""
+  """The baseline, every candidate that failed in some setting, and every one that page-faults at
+  least FAULT_FLOOR times a step in some setting."""
   return [
       name for name in next(iter(results.values()))
-      if name == BASELINE or any(rows[name].get("faults", 0.0) >= FAULT_FLOOR for rows in results.values())
+      if name == BASELINE
+      or any("error" in rows[name] or rows[name]["faults"] >= FAULT_FLOOR for rows in results.values())
   ]
 
 

@@ -100,6 +100,15 @@ def test_cpu_allocator_quick(tmp_path):
   assert os.path.getsize(tmp_path / "cpu_allocator.png") > 0
 
 
+def test_cpu_allocator_table_keeps_failures_and_lists_quiet_entries():
+  ok = {"ms": 10.0, "vs_adam": 1.0, "faults": 0.0}
+  rows = {"gradtx.adam": ok, "sgd": {**ok, "faults": 3.0}, "lion": {**ok, "faults": 14_000.0},
+          "mars": {"error": "RuntimeError: boom"}}
+  text = cpu_allocator.table({s: rows for s in cpu_allocator.SETTINGS}, 1000, "test run")
+  assert "| lion | geometry | 1.00 | 14,000 |" in text and "| mars | moments | failed | - |" in text
+  assert "| sgd |" not in text and "nothing but noise): sgd." in text
+
+
 def test_time_interleaved_counts_page_faults_per_round():
   tree = {"w": jnp.ones((64, 64))}
   t = common.time_interleaved({"adam": optax.adam(1e-3)}, tree, tree, rounds=3, steps_per_round=2)["adam"]
